@@ -1,0 +1,227 @@
+//! Multi-version values. Every replicated key keeps its versions, newest first, under
+//! `escaped(user_key) | !wall_ns | !logical` in the `data` column family, so all versions of a
+//! key are adjacent and a seek to `(key, ts)` lands on the newest version at or below `ts`.
+//! A value is `0x01 | bytes`, or `0x00` for a deletion (tombstone).
+//!
+//! Reads at a timestamp see, for each key, the newest version at or below it; with an uncertainty
+//! limit, a version above the read timestamp but at or below the limit makes the read fail with
+//! the version's timestamp, because it may have been written before the read started (clocks of
+//! different nodes differ by up to the maximum offset).
+//!
+//! Not handled here: garbage collection of old versions (history grows until a GC TTL exists).
+
+use crate::{Batch, Cf, Engine, Result, StorageError};
+use meridian_types::Timestamp;
+use meridian_types::keys::{KeyReader, encode_bytes};
+
+const TOMBSTONE: u8 = 0;
+const VALUE: u8 = 1;
+
+/// The MVCC key of `user_key` at `ts`.
+pub fn mvcc_key(user_key: &[u8], ts: Timestamp) -> Vec<u8> {
+    let mut k = Vec::with_capacity(user_key.len() + 14);
+    encode_bytes(&mut k, user_key);
+    k.extend_from_slice(&(!ts.wall_ns).to_be_bytes());
+    k.extend_from_slice(&(!ts.logical).to_be_bytes());
+    k
+}
+
+/// Splits an MVCC key into user key and timestamp.
+pub fn decode_mvcc_key(k: &[u8]) -> Result<(Vec<u8>, Timestamp)> {
+    let bad = |_| StorageError::Corrupt("mvcc key".into());
+    let mut r = KeyReader::new(k);
+    let user = r.decode_bytes().map_err(bad)?;
+    let rest = r.remaining();
+    if rest.len() != 12 {
+        return Err(StorageError::Corrupt("mvcc key timestamp".into()));
+    }
+    let wall = !u64::from_be_bytes(rest[..8].try_into().map_err(|_| StorageError::Corrupt("ts".into()))?);
+    let logical = !u32::from_be_bytes(rest[8..].try_into().map_err(|_| StorageError::Corrupt("ts".into()))?);
+    Ok((user, Timestamp::new(wall, logical)))
+}
+
+/// The `data` family bounds that hold every version of every user key in `[start, end)`.
+pub fn data_bounds(start: &[u8], end: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let mut s = Vec::with_capacity(start.len() + 2);
+    encode_bytes(&mut s, start);
+    // The escaped form of `start` without its terminator sorts before every version of `start`.
+    s.truncate(s.len() - 2);
+    let mut e = Vec::with_capacity(end.len() + 2);
+    encode_bytes(&mut e, end);
+    e.truncate(e.len() - 2);
+    (s, e)
+}
+
+/// Adds a version of `key` at `ts` to `batch` (`None` = deletion).
+pub fn put(batch: &mut Batch, engine: &Engine, key: &[u8], ts: Timestamp, value: Option<&[u8]>) {
+    let mk = mvcc_key(key, ts);
+    match value {
+        Some(v) => {
+            let mut buf = Vec::with_capacity(v.len() + 1);
+            buf.push(VALUE);
+            buf.extend_from_slice(v);
+            batch.put(engine, Cf::Data, &mk, &buf);
+        }
+        None => batch.put(engine, Cf::Data, &mk, &[TOMBSTONE]),
+    }
+}
+
+fn decode_value(v: &[u8]) -> Result<Option<Vec<u8>>> {
+    match v.split_first() {
+        Some((&VALUE, rest)) => Ok(Some(rest.to_vec())),
+        Some((&TOMBSTONE, _)) => Ok(None),
+        _ => Err(StorageError::Corrupt("mvcc value tag".into())),
+    }
+}
+
+/// Outcome of an MVCC read.
+#[derive(Debug, PartialEq, Eq)]
+pub enum MvccError {
+    /// A version newer than the read but within the uncertainty limit exists.
+    Uncertain(Timestamp),
+    Storage(String),
+}
+
+impl From<StorageError> for MvccError {
+    fn from(e: StorageError) -> Self {
+        MvccError::Storage(e.to_string())
+    }
+}
+
+/// Reads one key at `ts`.
+pub fn get(engine: &Engine, key: &[u8], ts: Timestamp, uncertainty: Option<Timestamp>) -> std::result::Result<Option<Vec<u8>>, MvccError> {
+    let (rows, _) = scan(engine, key, &meridian_types::keys::key_next(key), ts, uncertainty, 1)?;
+    Ok(rows.into_iter().next().map(|(_, v)| v))
+}
+
+/// Up to `limit` (0 = all) visible key/values in `[start, end)` at `ts`, in key order, and the key
+/// to resume from when the limit was reached.
+#[allow(clippy::type_complexity)]
+pub fn scan(
+    engine: &Engine,
+    start: &[u8],
+    end: &[u8],
+    ts: Timestamp,
+    uncertainty: Option<Timestamp>,
+    limit: usize,
+) -> std::result::Result<(Vec<(Vec<u8>, Vec<u8>)>, Option<Vec<u8>>), MvccError> {
+    let (lo, hi) = data_bounds(start, end);
+    let mut rows = Vec::new();
+    // The user key whose visible version has been decided; later (older) versions are skipped.
+    let mut decided: Option<Vec<u8>> = None;
+    let limit_ts = uncertainty.unwrap_or(ts).max(ts);
+    for item in engine.iter(Cf::Data, &lo, &hi) {
+        let (k, v) = item?;
+        let (user, vts) = decode_mvcc_key(&k)?;
+        if decided.as_deref() == Some(user.as_slice()) {
+            continue;
+        }
+        if vts > limit_ts {
+            continue; // written after the read, certainly: invisible
+        }
+        if vts > ts {
+            return Err(MvccError::Uncertain(vts));
+        }
+        if limit != 0 && rows.len() >= limit {
+            return Ok((rows, Some(user)));
+        }
+        if let Some(val) = decode_value(&v)? {
+            rows.push((user.clone(), val));
+        }
+        decided = Some(user);
+    }
+    Ok((rows, None))
+}
+
+/// The newest version timestamp in `[start, end)` that is above `ts`, if any: used to validate
+/// that what a transaction read has not changed since it read it.
+pub fn newer_version_in_span(engine: &Engine, start: &[u8], end: &[u8], ts: Timestamp) -> Result<Option<Timestamp>> {
+    let (lo, hi) = data_bounds(start, end);
+    let mut newest: Option<Timestamp> = None;
+    let mut last_user: Option<Vec<u8>> = None;
+    for item in engine.iter(Cf::Data, &lo, &hi) {
+        let (k, _) = item?;
+        let (user, vts) = decode_mvcc_key(&k)?;
+        // Only the newest version of each key matters: it is the first one seen.
+        if last_user.as_deref() == Some(user.as_slice()) {
+            continue;
+        }
+        if vts > ts {
+            newest = Some(newest.map_or(vts, |n| n.max(vts)));
+        }
+        last_user = Some(user);
+    }
+    Ok(newest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(w: u64) -> Timestamp {
+        Timestamp::new(w, 0)
+    }
+
+    fn setup() -> (tempfile::TempDir, Engine) {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Engine::open(dir.path()).unwrap();
+        let mut b = Batch::new();
+        put(&mut b, &e, b"a", ts(10), Some(b"a10"));
+        put(&mut b, &e, b"a", ts(20), Some(b"a20"));
+        put(&mut b, &e, b"a", ts(30), None);
+        put(&mut b, &e, b"b", ts(15), Some(b"b15"));
+        put(&mut b, &e, b"ab", ts(5), Some(b"ab5"));
+        put(&mut b, &e, b"c\x00", ts(40), Some(b"c40"));
+        e.write(b).unwrap();
+        (dir, e)
+    }
+
+    #[test]
+    fn versions_are_visible_by_timestamp() {
+        let (_d, e) = setup();
+        assert_eq!(get(&e, b"a", ts(9), None).unwrap(), None);
+        assert_eq!(get(&e, b"a", ts(10), None).unwrap(), Some(b"a10".to_vec()));
+        assert_eq!(get(&e, b"a", ts(25), None).unwrap(), Some(b"a20".to_vec()));
+        assert_eq!(get(&e, b"a", ts(30), None).unwrap(), None, "deleted at 30");
+        assert_eq!(get(&e, b"ab", ts(100), None).unwrap(), Some(b"ab5".to_vec()));
+    }
+
+    #[test]
+    fn scan_returns_newest_visible_in_key_order_with_resume() {
+        let (_d, e) = setup();
+        let (rows, resume) = scan(&e, b"a", b"z", ts(25), None, 0).unwrap();
+        let keys: Vec<_> = rows.iter().map(|(k, _)| k.clone()).collect();
+        assert_eq!(keys, vec![b"a".to_vec(), b"ab".to_vec(), b"b".to_vec()]);
+        assert_eq!(rows[0].1, b"a20");
+        assert!(resume.is_none());
+        let (rows, resume) = scan(&e, b"a", b"z", ts(100), None, 2).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].0, b"ab".to_vec(), "a is deleted at 30");
+        assert_eq!(resume, Some(b"c\x00".to_vec()));
+        let (rows, _) = scan(&e, b"ab", b"b", ts(100), None, 0).unwrap();
+        assert_eq!(rows.len(), 1, "end is exclusive");
+    }
+
+    #[test]
+    fn uncertainty_window_reports_the_version() {
+        let (_d, e) = setup();
+        assert_eq!(get(&e, b"b", ts(12), Some(ts(14))).unwrap(), None);
+        assert_eq!(get(&e, b"b", ts(12), Some(ts(15))), Err(MvccError::Uncertain(ts(15))));
+    }
+
+    #[test]
+    fn validation_finds_newer_versions() {
+        let (_d, e) = setup();
+        assert_eq!(newer_version_in_span(&e, b"a", b"b", ts(30)).unwrap(), None);
+        assert_eq!(newer_version_in_span(&e, b"a", b"b", ts(29)).unwrap(), Some(ts(30)));
+        assert_eq!(newer_version_in_span(&e, b"a", b"c", ts(14)).unwrap(), Some(ts(30)));
+        assert_eq!(newer_version_in_span(&e, b"c", b"d", ts(50)).unwrap(), None);
+    }
+
+    #[test]
+    fn mvcc_key_round_trips() {
+        let k = mvcc_key(b"x\x00y", Timestamp::new(7, 3));
+        assert_eq!(decode_mvcc_key(&k).unwrap(), (b"x\x00y".to_vec(), Timestamp::new(7, 3)));
+        assert!(mvcc_key(b"x", ts(9)) < mvcc_key(b"x", ts(8)), "newest first");
+    }
+}

@@ -1,0 +1,43 @@
+//! The KV layer's errors, classified by what the caller must do.
+//!
+//! - Routing errors (`NotLeaseholder`, `RangeNotFound`, `KeyOutOfRange`) are handled by the
+//!   gateway's router: refresh its cache and retry, invisibly to the client.
+//! - `WriteConflict` and `ReadUncertainty` are retryable transaction errors: the gateway retries
+//!   the whole transaction while nothing has been returned, then reports SQLSTATE 40001.
+//! - `Unavailable` and `Timeout` reach the client (503 / 57014) once the deadline passes.
+//! - `Internal` is a bug or a storage failure: logged, reported as 500 (XX000), never client-caused.
+
+use crate::{NodeId, RangeId, Timestamp};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum KvError {
+    #[error("range r{range_id}: not the leaseholder (leaseholder hint: {leaseholder:?})")]
+    NotLeaseholder { range_id: RangeId, leaseholder: Option<NodeId> },
+    #[error("range r{range_id} not found on this node")]
+    RangeNotFound { range_id: RangeId },
+    #[error("key outside the span of range r{range_id}")]
+    KeyOutOfRange { range_id: RangeId },
+    #[error("transaction conflict: {0}")]
+    WriteConflict(String),
+    #[error("read uncertainty: a value at {ts} may have been written before the read")]
+    ReadUncertainty { ts: Timestamp },
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    #[error("deadline exceeded")]
+    Timeout,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl KvError {
+    /// Whether the router should refresh its view of the range and try again.
+    pub fn is_routing(&self) -> bool {
+        matches!(self, KvError::NotLeaseholder { .. } | KvError::RangeNotFound { .. } | KvError::KeyOutOfRange { .. })
+    }
+
+    /// Whether the whole transaction may be retried from scratch.
+    pub fn is_txn_retryable(&self) -> bool {
+        matches!(self, KvError::WriteConflict(_) | KvError::ReadUncertainty { .. })
+    }
+}
