@@ -1,0 +1,192 @@
+//! Hosting many Raft groups on one node.
+//!
+//! The host owns the registry `range id -> Group`. A replica comes into being in one of three
+//! ways: the node restarts and finds it in `raft_meta` (its replica id record), the range layer
+//! creates it (bootstrap, new table), or a leader reaches this node with a message for a replica
+//! id of a range the node does not host yet (the leader added it as a learner): the host then
+//! creates an empty replica with that id, which catches up from the log or a snapshot.
+//! A destroyed replica leaves a tombstone so late messages cannot resurrect it.
+
+use crate::group::Group;
+use crate::log_store::LogStore;
+use crate::network::{NetworkFactory, RaftMsg, RaftReply};
+use crate::state_machine::{Fsm, StateMachine};
+use crate::transport::{Frame, Transport};
+use crate::types::{Raft, decode, encode};
+use meridian_storage::{Batch, Cf, Engine, mvcc};
+use meridian_types::keys::{range_local, range_local_key};
+use meridian_types::{NodeId, RangeId, ReplicaId};
+use openraft::{Config, SnapshotPolicy};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+/// Raft timing shared by every group on the node.
+#[derive(Clone, Copy, Debug)]
+pub struct RaftTimings {
+    pub heartbeat_ms: u64,
+    pub election_min_ms: u64,
+    pub election_max_ms: u64,
+}
+
+impl Default for RaftTimings {
+    fn default() -> Self {
+        RaftTimings { heartbeat_ms: 200, election_min_ms: 1000, election_max_ms: 2000 }
+    }
+}
+
+/// Builds the state machine of a range hosted on this node.
+pub type FsmFactory = Arc<dyn Fn(RangeId, &Engine) -> Arc<dyn Fsm> + Send + Sync>;
+
+pub struct RaftHost {
+    engine: Engine,
+    transport: Arc<dyn Transport>,
+    timings: RaftTimings,
+    factory: FsmFactory,
+    groups: RwLock<HashMap<RangeId, Arc<Group>>>,
+    create_lock: tokio::sync::Mutex<()>,
+}
+
+impl RaftHost {
+    pub fn new(engine: Engine, transport: Arc<dyn Transport>, timings: RaftTimings, factory: FsmFactory) -> Arc<RaftHost> {
+        Arc::new(RaftHost { engine, transport, timings, factory, groups: RwLock::new(HashMap::new()), create_lock: tokio::sync::Mutex::new(()) })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn group(&self, range: RangeId) -> Option<Arc<Group>> {
+        self.groups.read().unwrap_or_else(|e| e.into_inner()).get(&range).cloned()
+    }
+
+    pub fn groups(&self) -> Vec<Arc<Group>> {
+        let mut v: Vec<_> = self.groups.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        v.sort_by_key(|g| g.range_id);
+        v
+    }
+
+    /// Restarts every replica recorded in the store (after a process restart).
+    pub async fn start_existing(&self) -> std::io::Result<usize> {
+        let mut found = Vec::new();
+        for item in self.engine.iter(Cf::RaftMeta, &[], &[0xff; 10]) {
+            let (k, v) = item?;
+            if k.len() == 9 && k[8] == range_local::REPLICA_ID {
+                let range = u64::from_be_bytes(k[..8].try_into().unwrap_or_default());
+                if !self.is_tombstoned(range)? {
+                    found.push((range, decode::<ReplicaId>(&v)?));
+                }
+            }
+        }
+        for (range, replica) in &found {
+            self.ensure_group(*range, *replica).await?;
+        }
+        Ok(found.len())
+    }
+
+    fn is_tombstoned(&self, range: RangeId) -> std::io::Result<bool> {
+        Ok(self.engine.get(Cf::RaftMeta, &range_local_key(range, range_local::TOMBSTONE))?.is_some())
+    }
+
+    /// Returns the group of `range`, creating replica `replica_id` here if the node has none.
+    pub async fn ensure_group(&self, range: RangeId, replica_id: ReplicaId) -> std::io::Result<Arc<Group>> {
+        if let Some(g) = self.group(range) {
+            return Ok(g);
+        }
+        let _g = self.create_lock.lock().await;
+        if let Some(g) = self.group(range) {
+            return Ok(g);
+        }
+        if self.is_tombstoned(range)? {
+            return Err(std::io::Error::other(format!("range r{range} was removed from this node")));
+        }
+        // Record the replica durably before it can vote or accept entries.
+        let key = range_local_key(range, range_local::REPLICA_ID);
+        if self.engine.get(Cf::RaftMeta, &key)?.is_none() {
+            let mut b = Batch::new();
+            b.put(&self.engine, Cf::RaftMeta, &key, &encode(&replica_id)?);
+            self.engine.write_durable(b).await?;
+        }
+        let config = Config {
+            cluster_name: format!("r{range}"),
+            heartbeat_interval: self.timings.heartbeat_ms,
+            election_timeout_min: self.timings.election_min_ms,
+            election_timeout_max: self.timings.election_max_ms,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(5000),
+            max_in_snapshot_log_to_keep: 1000,
+            enable_pre_vote: Some(true),
+            ..Default::default()
+        };
+        let config = Arc::new(config.validate().map_err(|e| std::io::Error::other(e.to_string()))?);
+        let fsm = (self.factory)(range, &self.engine);
+        let log = LogStore::new(self.engine.clone(), range);
+        let sm = StateMachine::new(self.engine.clone(), range, fsm.clone());
+        let net = NetworkFactory { range_id: range, transport: self.transport.clone() };
+        let raft = Raft::new(replica_id, config, net, log.clone(), sm).await.map_err(|e| std::io::Error::other(e.to_string()))?;
+        let group = Arc::new(Group { range_id: range, replica_id, raft, fsm, log });
+        self.groups.write().unwrap_or_else(|e| e.into_inner()).insert(range, group.clone());
+        tracing::info!(range, replica = replica_id, "replica started");
+        Ok(group)
+    }
+
+    /// Stops and deletes this node's replica of `range`, leaving a tombstone.
+    pub async fn destroy(&self, range: RangeId) -> std::io::Result<()> {
+        let g = self.groups.write().unwrap_or_else(|e| e.into_inner()).remove(&range);
+        let mut b = Batch::new();
+        if let Some(g) = &g {
+            g.shutdown().await;
+            g.log.clear(&mut b);
+            if let Some((s, e)) = g.fsm.span() {
+                let (lo, hi) = mvcc::data_bounds(&s, &e);
+                b.delete_range(&self.engine, Cf::Data, &lo, &hi);
+            }
+        }
+        for s in [range_local::APPLIED, range_local::MEMBERSHIP, range_local::RANGE_STATE] {
+            b.delete(&self.engine, Cf::RangeMeta, &range_local_key(range, s));
+        }
+        b.put(&self.engine, Cf::RaftMeta, &range_local_key(range, range_local::TOMBSTONE), &[1]);
+        self.engine.write_durable(b).await?;
+        tracing::info!(range, "replica destroyed");
+        Ok(())
+    }
+
+    /// Stops every group (clean shutdown).
+    pub async fn shutdown(&self) {
+        for g in self.groups() {
+            g.shutdown().await;
+        }
+    }
+
+    /// Serves a Raft message from a peer.
+    pub async fn handle(&self, _from: NodeId, frame: Frame) -> Vec<u8> {
+        let reply = match decode::<RaftMsg>(&frame.body) {
+            Ok(msg) => self.dispatch(frame.range_id, msg).await,
+            Err(e) => RaftReply::Error(format!("bad raft message: {e}")),
+        };
+        encode(&reply).unwrap_or_default()
+    }
+
+    async fn dispatch(&self, range: RangeId, msg: RaftMsg) -> RaftReply {
+        let to = msg.target();
+        let group = match self.group(range) {
+            Some(g) => g,
+            None => match self.ensure_group(range, to).await {
+                Ok(g) => g,
+                Err(_) => return RaftReply::NoReplica,
+            },
+        };
+        if group.replica_id != to {
+            return RaftReply::NoReplica;
+        }
+        let err = |e: &dyn std::fmt::Display| RaftReply::Error(e.to_string());
+        match msg {
+            RaftMsg::Append { req, .. } => group.raft.append_entries(req).await.map(RaftReply::Append).unwrap_or_else(|e| err(&e)),
+            RaftMsg::Vote { req, .. } => group.raft.vote(req).await.map(RaftReply::Vote).unwrap_or_else(|e| err(&e)),
+            RaftMsg::PreVote { req, .. } => group.raft.pre_vote(req).await.map(RaftReply::Vote).unwrap_or_else(|e| err(&e)),
+            RaftMsg::Snapshot { vote, meta, data, .. } => {
+                let snap = openraft::alias::SnapshotOf::<crate::types::TypeConfig, Vec<u8>> { meta, snapshot: data };
+                group.raft.install_full_snapshot(vote, snap).await.map(RaftReply::Snapshot).unwrap_or_else(|e| err(&e))
+            }
+            RaftMsg::TransferLeader { req, .. } => group.raft.handle_transfer_leader(req).await.map(RaftReply::TransferLeader).unwrap_or_else(|e| err(&e)),
+        }
+    }
+}
