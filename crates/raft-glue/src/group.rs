@@ -96,6 +96,11 @@ impl Group {
         }
     }
 
+    /// The current Raft term as this replica knows it.
+    pub fn current_term(&self) -> u64 {
+        self.raft.metrics().borrow_watched().current_term
+    }
+
     pub fn is_leader(&self) -> bool {
         self.raft.is_leader()
     }

@@ -1,0 +1,187 @@
+//! The leaseholder's side of a range: evaluating reads and proposing writes.
+//!
+//! Invariants that make one-range transactions serializable and reads linearizable:
+//! - A read at `ts` first passes the Raft read barrier (this replica leads and has applied all
+//!   that was committed), then raises the timestamp cache to `ts`, then waits for every write
+//!   already proposed at or below `ts` to finish. Afterwards no write can commit at or below
+//!   `ts`: new proposals are timestamped above the cache, and apply only raises timestamps.
+//!   So the snapshot at `ts` never changes once read.
+//! - When this replica becomes leader in a new term, the cache is raised to now + maximum clock
+//!   offset: a previous leaseholder may have served reads up to its own clock.
+
+use crate::fsm::{ApplyResult, RangeCommand, RangeFsm};
+use meridian_raft_glue::{Group, ProposeError};
+use meridian_storage::{Engine, mvcc};
+use meridian_types::kv::{ReadOp, ReadRequest, ReadResponse, ReadResult, WriteRequest, WriteResponse};
+use meridian_types::{Hlc, KvError, Timestamp};
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
+
+/// Largest number of rows one scan request returns; the caller resumes from `resume`.
+pub const MAX_SCAN_ROWS: u64 = 10_000;
+
+#[derive(Default)]
+struct LeaseState {
+    /// Highest timestamp served to a read in the current term.
+    max_read: Timestamp,
+    term: u64,
+    /// Proposal timestamps of writes proposed and not yet finished.
+    inflight: BTreeSet<(Timestamp, u64)>,
+}
+
+pub struct Replica {
+    group: Arc<Group>,
+    fsm: Arc<RangeFsm>,
+    hlc: Arc<Hlc>,
+    engine: Engine,
+    lease: Mutex<LeaseState>,
+    seq: AtomicU64,
+    finished: Notify,
+}
+
+pub(crate) fn propose_err(range_id: u64, e: ProposeError) -> KvError {
+    match e {
+        ProposeError::NotLeader { leader } => KvError::NotLeaseholder { range_id, leaseholder: leader },
+        ProposeError::Unavailable(m) => KvError::Unavailable(m),
+        ProposeError::Fatal(m) => KvError::Unavailable(format!("replica stopped: {m}")),
+    }
+}
+
+/// Removes a proposal from the in-flight set when the proposal ends, however it ends.
+struct InflightGuard<'a> {
+    replica: &'a Replica,
+    key: (Timestamp, u64),
+}
+
+impl Drop for InflightGuard<'_> {
+    fn drop(&mut self) {
+        self.replica.lease.lock().unwrap_or_else(|e| e.into_inner()).inflight.remove(&self.key);
+        self.replica.finished.notify_waiters();
+    }
+}
+
+impl Replica {
+    pub fn new(group: Arc<Group>, fsm: Arc<RangeFsm>, hlc: Arc<Hlc>, engine: Engine) -> Replica {
+        Replica { group, fsm, hlc, engine, lease: Mutex::new(LeaseState::default()), seq: AtomicU64::new(0), finished: Notify::new() }
+    }
+
+    pub fn group(&self) -> &Arc<Group> {
+        &self.group
+    }
+
+    pub fn fsm(&self) -> &Arc<RangeFsm> {
+        &self.fsm
+    }
+
+    fn range_id(&self) -> u64 {
+        self.group.range_id()
+    }
+
+    /// Raises the timestamp cache on a new term (see module docs). Called with the lock held.
+    fn observe_term(&self, st: &mut LeaseState) {
+        let term = self.group.current_term();
+        if term != st.term {
+            st.term = term;
+            st.max_read = st.max_read.max(self.hlc.now().add_nanos(self.hlc.max_offset_ns()));
+        }
+    }
+
+    fn not_leaseholder(&self) -> KvError {
+        KvError::NotLeaseholder { range_id: self.range_id(), leaseholder: self.group.status().leader_node }
+    }
+
+    pub async fn read(&self, req: &ReadRequest) -> Result<ReadResponse, KvError> {
+        self.group.read_barrier().await.map_err(|e| propose_err(self.range_id(), e))?;
+        let desc = self.fsm.descriptor().ok_or(KvError::RangeNotFound { range_id: self.range_id() })?;
+        for op in &req.ops {
+            let ok = match op {
+                ReadOp::Get { key } => desc.contains_key(key),
+                ReadOp::Scan { start, end, .. } => desc.contains_span(start, end),
+            };
+            if !ok {
+                return Err(KvError::KeyOutOfRange { range_id: self.range_id() });
+            }
+        }
+        let ts = match req.ts {
+            Some(t) => {
+                self.hlc.update(t);
+                t
+            }
+            None => self.hlc.now(),
+        };
+        {
+            let mut st = self.lease.lock().unwrap_or_else(|e| e.into_inner());
+            self.observe_term(&mut st);
+            st.max_read = st.max_read.max(ts);
+        }
+        self.wait_inflight_at_or_below(ts).await;
+        let uncertainty = req.uncertainty_limit.filter(|u| *u > ts);
+        let mut results = Vec::with_capacity(req.ops.len());
+        for op in &req.ops {
+            let r = match op {
+                ReadOp::Get { key } => mvcc::get(&self.engine, key, ts, uncertainty).map(ReadResult::Get),
+                ReadOp::Scan { start, end, limit } => {
+                    let limit = if *limit == 0 { MAX_SCAN_ROWS } else { (*limit).min(MAX_SCAN_ROWS) };
+                    mvcc::scan(&self.engine, start, end, ts, uncertainty, limit as usize).map(|(rows, resume)| ReadResult::Scan { rows, resume })
+                }
+            };
+            results.push(r.map_err(|e| match e {
+                mvcc::MvccError::Uncertain(ts) => KvError::ReadUncertainty { ts },
+                mvcc::MvccError::Storage(m) => KvError::Internal(m),
+            })?);
+        }
+        Ok(ReadResponse { ts, results })
+    }
+
+    async fn wait_inflight_at_or_below(&self, ts: Timestamp) {
+        loop {
+            let notified = self.finished.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let blocked = {
+                let st = self.lease.lock().unwrap_or_else(|e| e.into_inner());
+                st.inflight.first().is_some_and(|(t, _)| *t <= ts)
+            };
+            if !blocked {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    pub async fn write(&self, req: WriteRequest) -> Result<WriteResponse, KvError> {
+        if !self.group.is_leader() {
+            return Err(self.not_leaseholder());
+        }
+        let key = {
+            let mut st = self.lease.lock().unwrap_or_else(|e| e.into_inner());
+            self.observe_term(&mut st);
+            let ts = self.hlc.now().max(st.max_read.next());
+            let key = (ts, self.seq.fetch_add(1, Ordering::Relaxed));
+            st.inflight.insert(key);
+            key
+        };
+        let _guard = InflightGuard { replica: self, key };
+        let cmd = RangeCommand::Write { proposal_ts: key.0, read_ts: req.read_ts, read_spans: req.read_spans, writes: req.writes };
+        let bytes = postcard::to_stdvec(&cmd).map_err(|e| KvError::Internal(e.to_string()))?;
+        let out = self.group.propose(bytes).await.map_err(|e| propose_err(self.range_id(), e))?;
+        match postcard::from_bytes::<ApplyResult>(&out).map_err(|e| KvError::Internal(e.to_string()))? {
+            ApplyResult::Committed(commit_ts) => Ok(WriteResponse { commit_ts }),
+            ApplyResult::Conflict(ts) => Err(KvError::WriteConflict(format!("a value read was written at {ts} after the transaction read it"))),
+            ApplyResult::OutOfRange => Err(KvError::KeyOutOfRange { range_id: self.range_id() }),
+            r @ (ApplyResult::Ok | ApplyResult::Invalid(_)) => Err(KvError::Internal(format!("unexpected apply result {r:?}"))),
+        }
+    }
+
+    /// Proposes a descriptor for this range (creation, replica changes).
+    pub async fn set_descriptor(&self, desc: meridian_types::RangeDescriptor) -> Result<(), KvError> {
+        let bytes = postcard::to_stdvec(&RangeCommand::SetDescriptor(desc)).map_err(|e| KvError::Internal(e.to_string()))?;
+        let out = self.group.propose(bytes).await.map_err(|e| propose_err(self.range_id(), e))?;
+        match postcard::from_bytes::<ApplyResult>(&out) {
+            Ok(ApplyResult::Ok) => Ok(()),
+            other => Err(KvError::Internal(format!("set descriptor: {other:?}"))),
+        }
+    }
+}
