@@ -4,7 +4,8 @@
 //!   gateway's router: refresh its cache and retry, invisibly to the client.
 //! - `WriteConflict` and `ReadUncertainty` are retryable transaction errors: the gateway retries
 //!   the whole transaction while nothing has been returned, then reports SQLSTATE 40001.
-//! - `Unavailable` and `Timeout` reach the client (503 / 57014) once the deadline passes.
+//! - `Unavailable` and `Timeout` reach the client (503 / 57014) once the deadline passes;
+//!   `Ambiguous` (40003) when a write's outcome cannot be known.
 //! - `Internal` is a bug or a storage failure: logged, reported as 500 (XX000), never client-caused.
 
 use crate::{NodeId, RangeId, Timestamp};
@@ -26,6 +27,10 @@ pub enum KvError {
     Unavailable(String),
     #[error("deadline exceeded")]
     Timeout,
+    /// A write was sent but its outcome is unknown (the leaseholder died or stopped answering):
+    /// it may or may not have committed.
+    #[error("result is ambiguous: {0}")]
+    Ambiguous(String),
     #[error("internal error: {0}")]
     Internal(String),
 }

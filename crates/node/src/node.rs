@@ -1,0 +1,487 @@
+//! A Meridian node: its store, transport, router and membership in the cluster.
+//!
+//! Life of a node:
+//! 1. `start` opens the store. If the store knows its cluster and node id, the node restarts its
+//!    replicas and serves at once (no `init`). Otherwise it waits until `meridian init` bootstraps
+//!    it as node 1, or until one of its `--join` peers admits it (the peer allocates a node id in
+//!    the system range and returns the known nodes).
+//! 2. While running, a background loop every second: learns node addresses from the system
+//!    range (and from its join peers if it knows none), records its own address and locality
+//!    there, and, for each range it leads with fewer than three voters, adds a replica on a live
+//!    node that has none (learner first, promoted once caught up) and publishes the new replica
+//!    set in the range's meta record.
+//!
+//! The node's identity (`cluster_id`, `node_id`) is stored in the `raft_meta` family under a
+//! fixed key and written durably before the node takes part in anything.
+
+use crate::admin::{self, AdminRequest, AdminResponse};
+use crate::router::{Router, system_descriptor};
+use crate::txn::{Txn, admin_roundtrip, allocate_ids};
+use futures::future::BoxFuture;
+use meridian_raft_glue::{Frame, Handler, RaftTimings, Service, TcpTransport, Transport};
+use meridian_range::Store;
+use meridian_sql::{SqlError, TxnClient};
+use meridian_storage::{Batch, Cf, Engine};
+use meridian_types::keys;
+use meridian_types::kv::KvRequest;
+use meridian_types::{Hlc, KvError, NodeDescriptor, NodeId, RangeDescriptor, ReplicaDescriptor, ReplicaKind, SYSTEM_RANGE_ID};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Key of the node identity record in `raft_meta` (never collides: range-local keys are 9 bytes).
+const IDENT_KEY: &[u8] = b"\xffnode-ident";
+
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub store: PathBuf,
+    pub listen_addr: String,
+    pub http_addr: String,
+    pub join: Vec<String>,
+    pub locality: Vec<(String, String)>,
+    pub max_offset_ms: u64,
+    pub raft: RaftTimings,
+    pub max_body_bytes: usize,
+    pub default_timeout: Duration,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Ident {
+    cluster_id: String,
+    node_id: NodeId,
+    /// Nodes known at the last save, so a restarted node can reach its peers.
+    nodes: Vec<NodeDescriptor>,
+}
+
+pub struct Node {
+    pub cfg: NodeConfig,
+    pub engine: Engine,
+    pub transport: Arc<TcpTransport>,
+    pub store: Arc<Store>,
+    pub router: Router,
+    pub hlc: Arc<Hlc>,
+    ident: RwLock<Option<Ident>>,
+    stopping: AtomicBool,
+    me: std::sync::Weak<Node>,
+}
+
+fn dyn_transport(t: &Arc<TcpTransport>) -> Arc<dyn Transport> {
+    Arc::new(t.clone())
+}
+
+impl Node {
+    /// Opens the store and binds the node-to-node listener. Returns once the node is reachable.
+    pub async fn start(cfg: NodeConfig) -> anyhow_like::Result<Arc<Node>> {
+        let engine = Engine::open(&cfg.store)?;
+        let transport = TcpTransport::new();
+        let hlc = Arc::new(Hlc::system(cfg.max_offset_ms * 1_000_000));
+        let store = Store::new(engine.clone(), dyn_transport(&transport), cfg.raft, hlc.clone());
+        let router = Router::new(store.clone(), dyn_transport(&transport));
+        let ident: Option<Ident> = match engine.get(Cf::RaftMeta, IDENT_KEY)? {
+            Some(b) => Some(postcard::from_bytes(&b).map_err(|e| anyhow_like::Error(format!("corrupt node identity: {e}")))?),
+            None => None,
+        };
+        let node = Arc::new_cyclic(|me| Node {
+            cfg: cfg.clone(),
+            engine,
+            transport: transport.clone(),
+            store,
+            router,
+            hlc,
+            ident: RwLock::new(None),
+            stopping: AtomicBool::new(false),
+            me: me.clone(),
+        });
+        transport.set_handler(Arc::new(NodeHandler(Arc::downgrade(&node))));
+        let listener = tokio::net::TcpListener::bind(&cfg.listen_addr).await.map_err(|e| anyhow_like::Error(format!("cannot listen on {}: {e}", cfg.listen_addr)))?;
+        transport.serve(listener);
+        if let Some(id) = ident {
+            node.adopt_identity(id.clone());
+            let n = node.store.host().start_existing().await?;
+            tracing::info!(node = id.node_id, replicas = n, "node restarted from its store");
+        }
+        let bg = node.clone();
+        tokio::spawn(async move { bg.background().await });
+        Ok(node)
+    }
+
+    fn adopt_identity(&self, id: Ident) {
+        self.transport.set_node_id(id.node_id);
+        self.router.set_node_id(id.node_id);
+        self.learn_nodes(&id.nodes);
+        *self.ident.write().unwrap_or_else(|e| e.into_inner()) = Some(id);
+    }
+
+    fn learn_nodes(&self, nodes: &[NodeDescriptor]) {
+        for n in nodes {
+            if n.node_id != self.node_id() {
+                self.transport.set_addr(n.node_id, n.addr.clone());
+            }
+        }
+        self.router.set_nodes(nodes);
+    }
+
+    async fn save_identity(&self, id: &Ident) -> Result<(), KvError> {
+        let mut b = Batch::new();
+        b.put(&self.engine, Cf::RaftMeta, IDENT_KEY, &admin::encode(id));
+        self.engine.write_durable(b).await.map_err(|e| KvError::Internal(e.to_string()))
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.ident.read().unwrap_or_else(|e| e.into_inner()).as_ref().map(|i| i.node_id).unwrap_or(0)
+    }
+
+    pub fn cluster_id(&self) -> Option<String> {
+        self.ident.read().unwrap_or_else(|e| e.into_inner()).as_ref().map(|i| i.cluster_id.clone())
+    }
+
+    pub fn descriptor(&self) -> NodeDescriptor {
+        NodeDescriptor { node_id: self.node_id(), addr: self.cfg.listen_addr.clone(), http_addr: self.cfg.http_addr.clone(), locality: self.cfg.locality.clone() }
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Whether this node can serve SQL: it belongs to a cluster and the system range answers.
+    pub async fn ready(&self) -> bool {
+        if self.node_id() == 0 || self.is_stopping() {
+            return false;
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let req = KvRequest::Read(meridian_types::kv::ReadRequest {
+            range_id: SYSTEM_RANGE_ID,
+            ts: None,
+            uncertainty_limit: None,
+            ops: vec![meridian_types::kv::ReadOp::Get { key: keys::cluster_key() }],
+        });
+        self.router.send(&system_descriptor(), req, deadline).await.is_ok()
+    }
+
+    /// Stops serving: replicas shut down, the store closes when the last handle goes.
+    pub async fn shutdown(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.store.host().shutdown().await;
+    }
+
+    pub async fn admin_call(&self, node: NodeId, req: AdminRequest, timeout: Duration) -> Result<(), SqlError> {
+        let resp = if node == self.node_id() {
+            self.handle_admin(0, req).await
+        } else {
+            admin_roundtrip(&dyn_transport(&self.transport), node, &req, timeout).await?
+        };
+        match resp {
+            AdminResponse::Error { kv: Some(e), .. } => Err(SqlError::Kv(e)),
+            AdminResponse::Error { message, .. } => Err(SqlError::Kv(KvError::Unavailable(message))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Nodes that answer a ping now (this node included).
+    pub async fn live_nodes(&self) -> Vec<NodeId> {
+        let mut live = vec![self.node_id()];
+        let t = dyn_transport(&self.transport);
+        let pings = self.router.nodes().into_iter().filter(|n| n.node_id != self.node_id()).map(|n| {
+            let t = t.clone();
+            async move { admin_roundtrip(&t, n.node_id, &AdminRequest::Ping, Duration::from_millis(500)).await.ok().map(|_| n.node_id) }
+        });
+        live.extend(futures::future::join_all(pings).await.into_iter().flatten());
+        live
+    }
+
+    // ---- cluster lifecycle ----
+
+    async fn bootstrap(&self) -> Result<(), String> {
+        if self.cluster_id().is_some() {
+            return Err("cluster has already been initialized".into());
+        }
+        // Refuse if any join peer already belongs to a cluster.
+        for addr in self.cfg.join.iter().filter(|a| **a != self.cfg.listen_addr) {
+            let frame = Frame { service: Service::Admin, range_id: 0, body: admin::encode(&AdminRequest::NodeInfo) };
+            if let Ok(b) = self.transport.call_addr(addr, frame, Duration::from_secs(1)).await {
+                if let Ok(AdminResponse::Info { cluster_id: Some(c), .. }) = admin::decode(&b) {
+                    return Err(format!("node at {addr} already belongs to cluster {c}"));
+                }
+            }
+        }
+        let cluster_id = format!("{:032x}", rand::random::<u128>());
+        let me = NodeDescriptor { node_id: 1, ..self.descriptor() };
+        let id = Ident { cluster_id: cluster_id.clone(), node_id: 1, nodes: vec![me.clone()] };
+        self.save_identity(&id).await.map_err(|e| e.to_string())?;
+        self.adopt_identity(id);
+        let (s, e) = keys::system_span();
+        let desc = RangeDescriptor {
+            range_id: SYSTEM_RANGE_ID,
+            start_key: s,
+            end_key: e.clone(),
+            replicas: vec![ReplicaDescriptor { replica_id: 1, node_id: 1, kind: ReplicaKind::Voter }],
+            generation: 1,
+            table_id: None,
+        };
+        self.store.create_range(desc.clone(), 1, &[(1, 1)]).await.map_err(|e| e.to_string())?;
+        let me_arc = self.self_arc().ok_or("node stopping")?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut t = Txn::new(me_arc, deadline, None);
+        t.put(keys::cluster_key(), admin::encode(&cluster_id));
+        for (name, v) in [("node", 1u64), ("range", 1), ("replica", 1), ("table", 0)] {
+            t.put(keys::counter_key(name), admin::encode(&v));
+        }
+        t.put(keys::node_key(1), admin::encode(&me));
+        t.put(keys::meta_key(&e), admin::encode(&desc));
+        t.commit().await.map_err(|e| e.to_string())?;
+        tracing::info!(cluster = %cluster_id, "cluster bootstrapped");
+        Ok(())
+    }
+
+    fn self_arc(&self) -> Option<Arc<Node>> {
+        self.me.upgrade()
+    }
+
+    async fn admit(&self, addr: String, http_addr: String, locality: Vec<(String, String)>) -> Result<AdminResponse, KvError> {
+        let cluster_id = self.cluster_id().ok_or_else(|| KvError::Unavailable("this node has not joined a cluster yet".into()))?;
+        let me = self.self_arc().ok_or_else(|| KvError::Unavailable("node stopping".into()))?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // A node restarted on a wiped store joins again under a new id; ids are never reused.
+        let node_id = allocate_ids(&me, "node", 1, deadline).await.map_err(sql_to_kv)?;
+        let desc = NodeDescriptor { node_id, addr, http_addr, locality };
+        let mut t = Txn::new(me.clone(), deadline, None);
+        t.put(keys::node_key(node_id), admin::encode(&desc));
+        t.commit().await.map_err(sql_to_kv)?;
+        self.learn_nodes(std::slice::from_ref(&desc));
+        let mut nodes = self.router.nodes();
+        if !nodes.iter().any(|n| n.node_id == self.node_id()) {
+            nodes.push(self.descriptor());
+        }
+        tracing::info!(node = node_id, "node admitted");
+        Ok(AdminResponse::Joined { cluster_id, node_id, nodes })
+    }
+
+    async fn try_join(&self) {
+        for addr in self.cfg.join.iter().filter(|a| **a != self.cfg.listen_addr) {
+            let req = AdminRequest::Join { addr: self.cfg.listen_addr.clone(), http_addr: self.cfg.http_addr.clone(), locality: self.cfg.locality.clone() };
+            let frame = Frame { service: Service::Admin, range_id: 0, body: admin::encode(&req) };
+            let Ok(b) = self.transport.call_addr(addr, frame, Duration::from_secs(12)).await else { continue };
+            if let Ok(AdminResponse::Joined { cluster_id, node_id, nodes }) = admin::decode(&b) {
+                let id = Ident { cluster_id, node_id, nodes };
+                if self.save_identity(&id).await.is_ok() && self.cluster_id().is_none() {
+                    tracing::info!(node = node_id, via = %addr, "joined cluster");
+                    self.adopt_identity(id);
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn background(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(1000));
+        let mut announced = false;
+        loop {
+            tick.tick().await;
+            if self.is_stopping() {
+                return;
+            }
+            if self.cluster_id().is_none() {
+                self.try_join().await;
+                continue;
+            }
+            if self.router.nodes().len() <= 1 {
+                self.discover_from_peers().await;
+            }
+            if let Err(e) = self.refresh_nodes(&mut announced).await {
+                tracing::debug!(error = %e, "node refresh failed");
+            }
+            self.replicate_queue().await;
+        }
+    }
+
+    async fn discover_from_peers(&self) {
+        for addr in self.cfg.join.iter().filter(|a| **a != self.cfg.listen_addr) {
+            let frame = Frame { service: Service::Admin, range_id: 0, body: admin::encode(&AdminRequest::NodeInfo) };
+            if let Ok(b) = self.transport.call_addr(addr, frame, Duration::from_secs(1)).await {
+                if let Ok(AdminResponse::Info { nodes, .. }) = admin::decode(&b) {
+                    self.learn_nodes(&nodes);
+                }
+            }
+        }
+    }
+
+    async fn refresh_nodes(&self, announced: &mut bool) -> Result<(), SqlError> {
+        let me = self.self_arc().ok_or_else(|| SqlError::Kv(KvError::Unavailable("stopping".into())))?;
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let (s, e) = keys::node_span();
+        let mut t = Txn::new(me.clone(), deadline, None);
+        let rows = t.scan(&s, &e, 0).await?;
+        let nodes: Vec<NodeDescriptor> = rows.iter().filter_map(|(_, v)| admin::decode(v).ok()).collect();
+        self.learn_nodes(&nodes);
+        if !*announced {
+            // Record our current address and locality (they may change across restarts).
+            let mine = nodes.iter().find(|n| n.node_id == self.node_id());
+            if mine != Some(&self.descriptor()) {
+                let mut t = Txn::new(me.clone(), deadline, None);
+                t.put(keys::node_key(self.node_id()), admin::encode(&self.descriptor()));
+                t.commit().await?;
+            }
+            *announced = true;
+        }
+        let known = self.router.nodes();
+        let id = { self.ident.read().unwrap_or_else(|e| e.into_inner()).clone() };
+        if let Some(mut id) = id {
+            if id.nodes != known {
+                id.nodes = known;
+                let _ = self.save_identity(&id).await;
+                *self.ident.write().unwrap_or_else(|e| e.into_inner()) = Some(id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Brings every range this node leads up to three voters (or as many nodes as are live).
+    async fn replicate_queue(&self) {
+        let leading: Vec<_> = self.store.replicas().into_iter().filter(|r| r.group().is_leader()).collect();
+        if leading.is_empty() {
+            return;
+        }
+        let live = self.live_nodes().await;
+        for r in leading {
+            let st = r.group().status();
+            let voters = st.members.iter().filter(|m| m.voter).count();
+            if voters >= meridian_placement::desired_voters(live.len()) {
+                continue;
+            }
+            let known = self.router.nodes();
+            let cand = |id: NodeId| meridian_placement::Candidate {
+                node_id: id,
+                locality: known.iter().find(|n| n.node_id == id).map(|n| n.locality.clone()).unwrap_or_default(),
+                replica_count: 0,
+            };
+            let existing: Vec<_> = st.members.iter().map(|m| cand(m.node_id)).collect();
+            let candidates: Vec<_> = live.iter().map(|n| cand(*n)).collect();
+            let Some(target) = meridian_placement::choose_new_replica(&existing, &candidates) else { continue };
+            let Some(me) = self.self_arc() else { return };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let Ok(replica_id) = allocate_ids(&me, "replica", 1, deadline).await else { continue };
+            tracing::info!(range = st.range_id, replica = replica_id, node = target, "adding replica");
+            match tokio::time::timeout(Duration::from_secs(30), r.group().add_voter(replica_id, target)).await {
+                Ok(Ok(())) => {
+                    if let Err(e) = self.publish_replicas(&r).await {
+                        tracing::warn!(range = st.range_id, error = %e, "could not publish new replica set");
+                    }
+                }
+                Ok(Err(e)) => tracing::warn!(range = st.range_id, error = %e, "adding replica failed"),
+                Err(_) => tracing::warn!(range = st.range_id, "adding replica timed out"),
+            }
+        }
+    }
+
+    /// Writes the range's current Raft membership into its descriptor and meta record.
+    async fn publish_replicas(&self, r: &meridian_range::Replica) -> Result<(), SqlError> {
+        let Some(mut desc) = r.fsm().descriptor() else { return Ok(()) };
+        let st = r.group().status();
+        desc.replicas = st
+            .members
+            .iter()
+            .map(|m| ReplicaDescriptor { replica_id: m.replica_id, node_id: m.node_id, kind: if m.voter { ReplicaKind::Voter } else { ReplicaKind::NonVoter } })
+            .collect();
+        desc.generation += 1;
+        r.set_descriptor(desc.clone()).await?;
+        let me = self.self_arc().ok_or_else(|| SqlError::Kv(KvError::Unavailable("stopping".into())))?;
+        let mut t = Txn::new(me, Instant::now() + Duration::from_secs(5), None);
+        let key = keys::meta_key(&desc.end_key);
+        // A dropped table's meta record is gone: do not resurrect it.
+        if desc.range_id == SYSTEM_RANGE_ID || t.get(&key).await?.is_some() {
+            t.put(key, admin::encode(&desc));
+            t.commit().await?;
+        }
+        Ok(())
+    }
+
+    async fn handle_admin(&self, _from: NodeId, req: AdminRequest) -> AdminResponse {
+        let err = |e: KvError| AdminResponse::Error { message: e.to_string(), kv: Some(e) };
+        match req {
+            AdminRequest::Bootstrap => match self.bootstrap().await {
+                Ok(()) => AdminResponse::Ok,
+                Err(m) => AdminResponse::Error { message: m, kv: None },
+            },
+            AdminRequest::Join { addr, http_addr, locality } => self.admit(addr, http_addr, locality).await.unwrap_or_else(err),
+            AdminRequest::NodeInfo => AdminResponse::Info { cluster_id: self.cluster_id(), node_id: self.node_id(), nodes: self.router.nodes() },
+            AdminRequest::Ping => AdminResponse::Ok,
+            AdminRequest::CreateRange { desc, replica_id, members } => match self.store.create_range(desc, replica_id, &members).await {
+                Ok(_) => AdminResponse::Ok,
+                Err(e) => err(e),
+            },
+            AdminRequest::DestroyReplica { range_id } => match self.store.host().destroy(range_id).await {
+                Ok(()) => AdminResponse::Ok,
+                Err(e) => err(KvError::Internal(e.to_string())),
+            },
+        }
+    }
+}
+
+fn sql_to_kv(e: SqlError) -> KvError {
+    match e {
+        SqlError::Kv(k) => k,
+        other => KvError::Internal(other.to_string()),
+    }
+}
+
+/// Dispatches frames from peers to the Raft host, the store or the admin handler.
+struct NodeHandler(std::sync::Weak<Node>);
+
+impl Handler for NodeHandler {
+    fn handle(&self, from: NodeId, frame: Frame) -> BoxFuture<'static, Vec<u8>> {
+        let node = self.0.upgrade();
+        Box::pin(async move {
+            let Some(node) = node else { return Vec::new() };
+            match frame.service {
+                Service::Raft => node.store.host().handle(from, frame).await,
+                Service::Kv => {
+                    let resp = match admin::decode::<KvRequest>(&frame.body) {
+                        Ok(req) => node.store.handle_kv(req).await,
+                        Err(e) => meridian_types::kv::KvResponse::Error(e),
+                    };
+                    admin::encode(&resp)
+                }
+                Service::Admin => {
+                    let resp = match admin::decode::<AdminRequest>(&frame.body) {
+                        Ok(req) => node.handle_admin(from, req).await,
+                        Err(e) => AdminResponse::Error { message: e.to_string(), kv: None },
+                    };
+                    admin::encode(&resp)
+                }
+            }
+        })
+    }
+}
+
+/// A tiny error type for start-up failures, printed to the operator.
+pub mod anyhow_like {
+    #[derive(Debug)]
+    pub struct Error(pub String);
+    impl std::fmt::Display for Error {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(&self.0)
+        }
+    }
+    impl std::error::Error for Error {}
+    impl From<meridian_storage::StorageError> for Error {
+        fn from(e: meridian_storage::StorageError) -> Self {
+            Error(e.to_string())
+        }
+    }
+    impl From<std::io::Error> for Error {
+        fn from(e: std::io::Error) -> Self {
+            Error(e.to_string())
+        }
+    }
+    pub type Result<T> = std::result::Result<T, Error>;
+}
+
+impl Node {
+    /// Bootstraps this node as the first node of a new cluster (the demo's `init`).
+    pub async fn bootstrap_for_demo(&self) -> Result<(), String> {
+        self.bootstrap().await
+    }
+}
