@@ -30,6 +30,7 @@ pub async fn run(nodes: usize, http_port: u16) -> Result<(), String> {
             raft: RaftTimings::default(),
             max_body_bytes: 8 << 20,
             default_timeout: Duration::from_secs(10),
+            dead_after: Duration::from_secs(30),
         };
         let mut rx = stop_tx.subscribe();
         let (node, h) = crate::run_node(cfg, async move {

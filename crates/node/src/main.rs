@@ -73,6 +73,12 @@ pub struct StartArgs {
     /// Raft heartbeat interval in milliseconds (elections take 5-10 heartbeats).
     #[arg(long, default_value_t = 200)]
     raft_heartbeat_ms: u64,
+    /// Raft log entries between snapshots (log purge point).
+    #[arg(long, default_value_t = 5000)]
+    raft_snapshot_logs: u64,
+    /// A node that has not answered for this long is dead: its replicas are replaced.
+    #[arg(long, default_value = "30s")]
+    dead_after: String,
 }
 
 pub fn parse_locality(s: &str) -> Result<Vec<(String, String)>, String> {
@@ -96,9 +102,10 @@ impl StartArgs {
             join: self.join.iter().filter(|s| !s.is_empty()).cloned().collect(),
             locality: parse_locality(&self.locality)?,
             max_offset_ms: self.max_offset_ms,
-            raft: meridian_raft_glue::RaftTimings { heartbeat_ms: hb, election_min_ms: hb * 5, election_max_ms: hb * 10 },
+            raft: meridian_raft_glue::RaftTimings { heartbeat_ms: hb, election_min_ms: hb * 5, election_max_ms: hb * 10, snapshot_logs: self.raft_snapshot_logs },
             max_body_bytes: self.max_body_bytes,
             default_timeout: timeout,
+            dead_after: http::parse_duration(&self.dead_after).ok_or_else(|| format!("invalid --dead-after {:?}", self.dead_after))?,
         })
     }
 }

@@ -46,6 +46,7 @@ pub struct NodeConfig {
     pub raft: RaftTimings,
     pub max_body_bytes: usize,
     pub default_timeout: Duration,
+    pub dead_after: Duration,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -66,6 +67,8 @@ pub struct Node {
     ident: RwLock<Option<Ident>>,
     stopping: AtomicBool,
     me: std::sync::Weak<Node>,
+    /// When each unresponsive node was first seen unresponsive.
+    unresponsive_since: std::sync::Mutex<std::collections::HashMap<NodeId, Instant>>,
 }
 
 fn dyn_transport(t: &Arc<TcpTransport>) -> Arc<dyn Transport> {
@@ -94,6 +97,7 @@ impl Node {
             ident: RwLock::new(None),
             stopping: AtomicBool::new(false),
             me: me.clone(),
+            unresponsive_since: Default::default(),
         });
         transport.set_handler(Arc::new(NodeHandler(Arc::downgrade(&node))));
         let listener = tokio::net::TcpListener::bind(&cfg.listen_addr).await.map_err(|e| anyhow_like::Error(format!("cannot listen on {}: {e}", cfg.listen_addr)))?;
@@ -189,7 +193,22 @@ impl Node {
             async move { admin_roundtrip(&t, n.node_id, &AdminRequest::Ping, Duration::from_millis(500)).await.ok().map(|_| n.node_id) }
         });
         live.extend(futures::future::join_all(pings).await.into_iter().flatten());
+        let now = Instant::now();
+        let mut since = self.unresponsive_since.lock().unwrap_or_else(|e| e.into_inner());
+        for n in self.router.nodes() {
+            if live.contains(&n.node_id) {
+                since.remove(&n.node_id);
+            } else {
+                since.entry(n.node_id).or_insert(now);
+            }
+        }
         live
+    }
+
+    /// Whether `node` has been unresponsive for longer than `dead_after` (as last measured by
+    /// [`Node::live_nodes`]).
+    pub fn is_dead(&self, node: NodeId) -> bool {
+        self.unresponsive_since.lock().unwrap_or_else(|e| e.into_inner()).get(&node).is_some_and(|t| t.elapsed() >= self.cfg.dead_after)
     }
 
     // ---- cluster lifecycle ----
@@ -347,8 +366,19 @@ impl Node {
         let live = self.live_nodes().await;
         for r in leading {
             let st = r.group().status();
-            let voters = st.members.iter().filter(|m| m.voter).count();
-            if voters >= meridian_placement::desired_voters(live.len()) {
+            let desired = meridian_placement::desired_voters(live.len());
+            let kept_voters = st.members.iter().filter(|m| m.voter && !self.is_dead(m.node_id)).count();
+            if kept_voters >= desired {
+                // Enough replicas elsewhere: drop the ones on dead nodes.
+                for m in st.members.iter().filter(|m| self.is_dead(m.node_id)) {
+                    tracing::info!(range = st.range_id, replica = m.replica_id, node = m.node_id, "removing replica on dead node");
+                    match tokio::time::timeout(Duration::from_secs(10), r.group().remove_member(m.replica_id)).await {
+                        Ok(Ok(())) => {
+                            let _ = self.publish_replicas(&r).await;
+                        }
+                        other => tracing::warn!(range = st.range_id, result = ?other.map(|r| r.err()), "removing replica failed"),
+                    }
+                }
                 continue;
             }
             let known = self.router.nodes();

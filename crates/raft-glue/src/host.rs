@@ -26,11 +26,14 @@ pub struct RaftTimings {
     pub heartbeat_ms: u64,
     pub election_min_ms: u64,
     pub election_max_ms: u64,
+    /// Log entries between snapshots; older entries are purged (a replica that falls further
+    /// behind catches up by snapshot).
+    pub snapshot_logs: u64,
 }
 
 impl Default for RaftTimings {
     fn default() -> Self {
-        RaftTimings { heartbeat_ms: 200, election_min_ms: 1000, election_max_ms: 2000 }
+        RaftTimings { heartbeat_ms: 200, election_min_ms: 1000, election_max_ms: 2000, snapshot_logs: 5000 }
     }
 }
 
@@ -111,8 +114,9 @@ impl RaftHost {
             heartbeat_interval: self.timings.heartbeat_ms,
             election_timeout_min: self.timings.election_min_ms,
             election_timeout_max: self.timings.election_max_ms,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(5000),
-            max_in_snapshot_log_to_keep: 1000,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.timings.snapshot_logs),
+            max_in_snapshot_log_to_keep: self.timings.snapshot_logs / 5,
+            purge_batch_size: 1,
             enable_pre_vote: Some(true),
             ..Default::default()
         };

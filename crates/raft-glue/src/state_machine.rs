@@ -175,11 +175,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_current_snapshot(&mut self) -> io::Result<Option<SnapshotOf<TypeConfig, Vec<u8>>>> {
         let (applied, membership) = self.read_applied()?;
+        let first_call = !std::mem::replace(&mut self.loaded, true);
         if applied.is_none() {
             return Ok(None);
         }
-        if !self.loaded {
-            self.loaded = true;
+        if first_call {
             return Ok(Some(SnapshotOf::<TypeConfig, Vec<u8>> { meta: self.meta(applied, membership), snapshot: Vec::new() }));
         }
         self.build_full().map(Some)
