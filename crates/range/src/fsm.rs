@@ -23,7 +23,12 @@ pub enum RangeCommand {
     /// Sets the range's descriptor (first command of every new range).
     SetDescriptor(RangeDescriptor),
     /// The write half of a one-range transaction.
-    Write { proposal_ts: Timestamp, read_ts: Option<Timestamp>, read_spans: Vec<Span>, writes: Vec<Write> },
+    Write {
+        proposal_ts: Timestamp,
+        read_ts: Option<Timestamp>,
+        read_spans: Vec<Span>,
+        writes: Vec<Write>,
+    },
 }
 
 /// What applying a command produced.
@@ -52,7 +57,12 @@ pub struct RangeFsm {
 
 impl RangeFsm {
     pub fn open(range_id: RangeId, engine: &Engine, hlc: Arc<Hlc>) -> Arc<RangeFsm> {
-        let fsm = Arc::new(RangeFsm { range_id, hlc, state: RwLock::new(RangeState::default()), applied: watch::channel(0).0 });
+        let fsm = Arc::new(RangeFsm {
+            range_id,
+            hlc,
+            state: RwLock::new(RangeState::default()),
+            applied: watch::channel(0).0,
+        });
         fsm.reload(engine);
         fsm
     }
@@ -62,7 +72,11 @@ impl RangeFsm {
     }
 
     pub fn descriptor(&self) -> Option<RangeDescriptor> {
-        self.state.read().unwrap_or_else(|e| e.into_inner()).desc.clone()
+        self.state
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .desc
+            .clone()
     }
 
     pub fn watch_applied(&self) -> watch::Receiver<u64> {
@@ -79,8 +93,14 @@ impl RangeFsm {
         read_spans: &[Span],
         writes: &[Write],
     ) -> ApplyResult {
-        let Some(desc) = &st.desc else { return ApplyResult::OutOfRange };
-        if writes.iter().any(|w| !desc.contains_key(&w.key)) || read_spans.iter().any(|s| !desc.contains_span(&s.start, &s.end)) {
+        let Some(desc) = &st.desc else {
+            return ApplyResult::OutOfRange;
+        };
+        if writes.iter().any(|w| !desc.contains_key(&w.key))
+            || read_spans
+                .iter()
+                .any(|s| !desc.contains_span(&s.start, &s.end))
+        {
             return ApplyResult::OutOfRange;
         }
         if let Some(rts) = read_ts {
@@ -111,7 +131,12 @@ impl RangeFsm {
 
 fn persist(engine: &Engine, batch: &mut Batch, range: RangeId, st: &RangeState) {
     let bytes = postcard::to_stdvec(st).unwrap_or_default();
-    batch.put(engine, Cf::RangeMeta, &range_local_key(range, range_local::RANGE_STATE), &bytes);
+    batch.put(
+        engine,
+        Cf::RangeMeta,
+        &range_local_key(range, range_local::RANGE_STATE),
+        &bytes,
+    );
 }
 
 impl Fsm for RangeFsm {
@@ -130,9 +155,20 @@ impl Fsm for RangeFsm {
                             ApplyResult::Invalid("descriptor of another range".into())
                         }
                     }
-                    RangeCommand::Write { proposal_ts, read_ts, read_spans, writes } => {
-                        self.apply_write(engine, batch, &mut next, *proposal_ts, *read_ts, read_spans, writes)
-                    }
+                    RangeCommand::Write {
+                        proposal_ts,
+                        read_ts,
+                        read_spans,
+                        writes,
+                    } => self.apply_write(
+                        engine,
+                        batch,
+                        &mut next,
+                        *proposal_ts,
+                        *read_ts,
+                        read_spans,
+                        writes,
+                    ),
                 };
                 if matches!(r, ApplyResult::Ok | ApplyResult::Committed(_)) {
                     persist(engine, batch, self.range_id, &next);
@@ -154,7 +190,10 @@ impl Fsm for RangeFsm {
 
     fn reload(&self, engine: &Engine) {
         let st = engine
-            .get(Cf::RangeMeta, &range_local_key(self.range_id, range_local::RANGE_STATE))
+            .get(
+                Cf::RangeMeta,
+                &range_local_key(self.range_id, range_local::RANGE_STATE),
+            )
             .ok()
             .flatten()
             .and_then(|b| postcard::from_bytes::<RangeState>(&b).ok())
@@ -170,7 +209,14 @@ mod tests {
     use meridian_types::kv::Span;
 
     fn desc() -> RangeDescriptor {
-        RangeDescriptor { range_id: 7, start_key: b"a".to_vec(), end_key: b"m".to_vec(), replicas: vec![], generation: 1, table_id: None }
+        RangeDescriptor {
+            range_id: 7,
+            start_key: b"a".to_vec(),
+            end_key: b"m".to_vec(),
+            replicas: vec![],
+            generation: 1,
+            table_id: None,
+        }
     }
 
     fn apply(f: &RangeFsm, e: &Engine, cmd: RangeCommand) -> ApplyResult {
@@ -181,7 +227,10 @@ mod tests {
     }
 
     fn w(k: &str, v: &str) -> Write {
-        Write { key: k.as_bytes().to_vec(), value: Some(v.as_bytes().to_vec()) }
+        Write {
+            key: k.as_bytes().to_vec(),
+            value: Some(v.as_bytes().to_vec()),
+        }
     }
 
     #[test]
@@ -190,24 +239,78 @@ mod tests {
         let e = Engine::open(dir.path()).unwrap();
         let hlc = Arc::new(Hlc::system(500_000_000));
         let f = RangeFsm::open(7, &e, hlc.clone());
-        assert_eq!(apply(&f, &e, RangeCommand::Write { proposal_ts: Timestamp::new(5, 0), read_ts: None, read_spans: vec![], writes: vec![w("b", "1")] }), ApplyResult::OutOfRange, "no descriptor yet");
-        assert_eq!(apply(&f, &e, RangeCommand::SetDescriptor(desc())), ApplyResult::Ok);
-        let t1 = match apply(&f, &e, RangeCommand::Write { proposal_ts: Timestamp::new(10, 0), read_ts: None, read_spans: vec![], writes: vec![w("b", "1")] }) {
+        assert_eq!(
+            apply(
+                &f,
+                &e,
+                RangeCommand::Write {
+                    proposal_ts: Timestamp::new(5, 0),
+                    read_ts: None,
+                    read_spans: vec![],
+                    writes: vec![w("b", "1")]
+                }
+            ),
+            ApplyResult::OutOfRange,
+            "no descriptor yet"
+        );
+        assert_eq!(
+            apply(&f, &e, RangeCommand::SetDescriptor(desc())),
+            ApplyResult::Ok
+        );
+        let t1 = match apply(
+            &f,
+            &e,
+            RangeCommand::Write {
+                proposal_ts: Timestamp::new(10, 0),
+                read_ts: None,
+                read_spans: vec![],
+                writes: vec![w("b", "1")],
+            },
+        ) {
             ApplyResult::Committed(t) => t,
             r => panic!("{r:?}"),
         };
         // A transaction that read "b" before t1 conflicts.
-        let stale = RangeCommand::Write { proposal_ts: Timestamp::new(11, 0), read_ts: Some(Timestamp::new(9, 0)), read_spans: vec![Span::point(b"b")], writes: vec![w("c", "x")] };
+        let stale = RangeCommand::Write {
+            proposal_ts: Timestamp::new(11, 0),
+            read_ts: Some(Timestamp::new(9, 0)),
+            read_spans: vec![Span::point(b"b")],
+            writes: vec![w("c", "x")],
+        };
         assert_eq!(apply(&f, &e, stale), ApplyResult::Conflict(t1));
-        assert_eq!(mvcc::get(&e, b"c", Timestamp::MAX, None).unwrap(), None, "rejected write changed nothing");
+        assert_eq!(
+            mvcc::get(&e, b"c", Timestamp::MAX, None).unwrap(),
+            None,
+            "rejected write changed nothing"
+        );
         // One that read a different key, or read after t1, commits above both.
-        let ok = RangeCommand::Write { proposal_ts: Timestamp::new(3, 0), read_ts: Some(Timestamp::new(9, 0)), read_spans: vec![Span::point(b"d")], writes: vec![w("d", "y")] };
+        let ok = RangeCommand::Write {
+            proposal_ts: Timestamp::new(3, 0),
+            read_ts: Some(Timestamp::new(9, 0)),
+            read_spans: vec![Span::point(b"d")],
+            writes: vec![w("d", "y")],
+        };
         let t2 = match apply(&f, &e, ok) {
             ApplyResult::Committed(t) => t,
             r => panic!("{r:?}"),
         };
-        assert!(t2 > t1, "commit timestamps increase in log order even if proposed lower");
-        assert_eq!(apply(&f, &e, RangeCommand::Write { proposal_ts: t2, read_ts: None, read_spans: vec![], writes: vec![w("z", "1")] }), ApplyResult::OutOfRange);
+        assert!(
+            t2 > t1,
+            "commit timestamps increase in log order even if proposed lower"
+        );
+        assert_eq!(
+            apply(
+                &f,
+                &e,
+                RangeCommand::Write {
+                    proposal_ts: t2,
+                    read_ts: None,
+                    read_spans: vec![],
+                    writes: vec![w("z", "1")]
+                }
+            ),
+            ApplyResult::OutOfRange
+        );
         // State survives a reload (restart).
         let f2 = RangeFsm::open(7, &e, hlc);
         assert_eq!(f2.state().last_write_ts, t2);

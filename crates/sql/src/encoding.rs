@@ -14,7 +14,7 @@
 //!
 //! Not handled: secondary indexes (index ids > 1), column families.
 
-use crate::catalog::{SqlType, TableDesc};
+use crate::catalog::TableDesc;
 use crate::datum::Datum;
 use crate::error::SqlError;
 use meridian_types::KvError;
@@ -47,7 +47,11 @@ pub fn encode_key_datum(buf: &mut Vec<u8>, d: &Datum) -> Result<(), SqlError> {
 pub fn row_key(table: &TableDesc, row: &[Datum]) -> Result<Vec<u8>, SqlError> {
     let mut k = rows_prefix(table);
     for &i in &table.primary_key {
-        encode_key_datum(&mut k, row.get(i).ok_or_else(|| corrupt("row shorter than table"))?)?;
+        encode_key_datum(
+            &mut k,
+            row.get(i)
+                .ok_or_else(|| corrupt("row shorter than table"))?,
+        )?;
     }
     Ok(k)
 }
@@ -170,10 +174,16 @@ pub fn decode_row(table: &TableDesc, value: &[u8]) -> Result<Vec<Datum>, SqlErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::ColumnDesc;
+    use crate::catalog::{ColumnDesc, SqlType};
 
     pub(crate) fn table() -> TableDesc {
-        let col = |id: u32, name: &str, ty| ColumnDesc { id, name: name.into(), ty, nullable: true, default: None };
+        let col = |id: u32, name: &str, ty| ColumnDesc {
+            id,
+            name: name.into(),
+            ty,
+            nullable: true,
+            default: None,
+        };
         TableDesc {
             id: 7,
             db: "d".into(),

@@ -14,6 +14,7 @@ pub mod catalog;
 pub mod datum;
 pub mod encoding;
 pub mod error;
+pub mod eval;
 pub mod exec;
 pub mod expr;
 pub mod plan;
@@ -29,3 +30,6 @@ pub use datum::Datum;
 pub use error::SqlError;
 pub use exec::{Column, QueryResult, execute};
 pub use txn::TxnClient;
+
+#[cfg(test)]
+mod tests;

@@ -44,7 +44,9 @@ impl RangeDescriptor {
     }
 
     pub fn voters(&self) -> impl Iterator<Item = &ReplicaDescriptor> {
-        self.replicas.iter().filter(|r| r.kind == ReplicaKind::Voter)
+        self.replicas
+            .iter()
+            .filter(|r| r.kind == ReplicaKind::Voter)
     }
 }
 
@@ -62,7 +64,11 @@ pub struct NodeDescriptor {
 
 impl NodeDescriptor {
     pub fn locality_string(&self) -> String {
-        self.locality.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+        self.locality
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 
@@ -81,6 +87,10 @@ mod tests {
             table_id: None,
         };
         assert!(d.contains_key(&[5]) && d.contains_key(&[8, 255]) && !d.contains_key(&[9]));
-        assert!(d.contains_span(&[5], &[9]) && !d.contains_span(&[4], &[6]) && !d.contains_span(&[6], &[10]));
+        assert!(
+            d.contains_span(&[5], &[9])
+                && !d.contains_span(&[4], &[6])
+                && !d.contains_span(&[6], &[10])
+        );
     }
 }

@@ -22,22 +22,34 @@ impl Span {
     }
 
     pub fn point(key: &[u8]) -> Self {
-        Span { start: key.to_vec(), end: crate::keys::key_next(key) }
+        Span {
+            start: key.to_vec(),
+            end: crate::keys::key_next(key),
+        }
     }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ReadOp {
-    Get { key: Vec<u8> },
+    Get {
+        key: Vec<u8>,
+    },
     /// Up to `limit` newest-visible rows of `[start, end)` in key order (`0` = no limit).
-    Scan { start: Vec<u8>, end: Vec<u8>, limit: u64 },
+    Scan {
+        start: Vec<u8>,
+        end: Vec<u8>,
+        limit: u64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ReadResult {
     Get(Option<Vec<u8>>),
     /// Rows in key order; `resume` is where to continue when the limit cut the scan short.
-    Scan { rows: Vec<(Vec<u8>, Vec<u8>)>, resume: Option<Vec<u8>> },
+    Scan {
+        rows: Vec<(Vec<u8>, Vec<u8>)>,
+        resume: Option<Vec<u8>>,
+    },
 }
 
 /// A read of one range. With `ts: None` the leaseholder picks the timestamp (its clock, after it

@@ -1,0 +1,273 @@
+//! Span planning: which keys a statement over one table must read, derived from its WHERE clause.
+//!
+//! The filter is split into AND-ed conjuncts. Walking the primary-key columns in order,
+//! equality with a literal (`pk = v`, `v = pk`) extends a key prefix; at the first PK column
+//! without an equality, range conjuncts on it (`<`, `<=`, `>`, `>=`, non-negated `BETWEEN`)
+//! bound the span. Equality on every PK column is a point read ([`ScanPlan::Point`], one `get`);
+//! a prefix and/or range is a [`ScanPlan::Span`]; nothing usable is a [`ScanPlan::Full`] table
+//! scan. A comparison with NULL, or an empty range, reads nothing ([`ScanPlan::Empty`]).
+//!
+//! Invariant: the plan is a superset of the matching rows; callers still apply the whole filter
+//! to every row read, so planning can only narrow reads, never change results.
+//! Not handled: OR/IN lists (full scan), expressions on PK columns, secondary indexes.
+
+use crate::catalog::TableDesc;
+use crate::datum::Datum;
+use crate::encoding::{encode_key_datum, rows_prefix};
+use crate::error::SqlError;
+use crate::expr::{BinOp, Scalar};
+use meridian_types::keys;
+use std::cmp::Ordering;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ScanPlan {
+    /// No row can match.
+    Empty,
+    /// Exactly one key.
+    Point(Vec<u8>),
+    /// Keys in [start, end), narrowed by the primary key.
+    Span { start: Vec<u8>, end: Vec<u8> },
+    /// Every row of the table: [start, end).
+    Full { start: Vec<u8>, end: Vec<u8> },
+}
+
+fn conjuncts<'a>(s: &'a Scalar, out: &mut Vec<&'a Scalar>) {
+    match s {
+        Scalar::Bin(BinOp::And, l, r) => {
+            conjuncts(l, out);
+            conjuncts(r, out);
+        }
+        other => out.push(other),
+    }
+}
+
+/// `col op lit` as seen from the column's side.
+fn col_cmp(s: &Scalar, col: usize) -> Option<(BinOp, &Datum)> {
+    let Scalar::Bin(op, l, r) = s else {
+        return None;
+    };
+    let flipped = match op {
+        BinOp::Lt => BinOp::Gt,
+        BinOp::LtEq => BinOp::GtEq,
+        BinOp::Gt => BinOp::Lt,
+        BinOp::GtEq => BinOp::LtEq,
+        BinOp::Eq => BinOp::Eq,
+        _ => return None,
+    };
+    match (&**l, &**r) {
+        (Scalar::Col(c), Scalar::Lit(d)) if *c == col => Some((*op, d)),
+        (Scalar::Lit(d), Scalar::Col(c)) if *c == col => Some((flipped, d)),
+        _ => None,
+    }
+}
+
+type Bound = Option<(Datum, bool)>;
+
+/// Keeps the tighter of two bounds (`lower` selects which direction is tighter).
+fn tighten(cur: Bound, new: (Datum, bool), lower: bool) -> Bound {
+    match cur {
+        None => Some(new),
+        Some(c) => match new.0.compare(&c.0) {
+            Some(Ordering::Greater) if lower => Some(new),
+            Some(Ordering::Less) if !lower => Some(new),
+            Some(Ordering::Equal) if !new.1 => Some(new),
+            _ => Some(c),
+        },
+    }
+}
+
+pub fn plan_scan(table: &TableDesc, filter: Option<&Scalar>) -> Result<ScanPlan, SqlError> {
+    let prefix = rows_prefix(table);
+    let full = ScanPlan::Full {
+        start: prefix.clone(),
+        end: keys::prefix_end(&prefix),
+    };
+    let Some(filter) = filter else {
+        return Ok(full);
+    };
+    let mut cs = Vec::new();
+    conjuncts(filter, &mut cs);
+    let mut key = prefix.clone();
+    let mut lower: Bound = None;
+    let mut upper: Bound = None;
+    let mut eq_count = 0;
+    for &col in &table.primary_key {
+        let Some(col_ty) = table.columns.get(col).map(|c| c.ty) else {
+            break;
+        };
+        let usable = |d: &Datum| d.is_null() || d.ty() == Some(col_ty);
+        if let Some((_, d)) = cs
+            .iter()
+            .filter_map(|c| col_cmp(c, col))
+            .find(|(op, d)| *op == BinOp::Eq && usable(d))
+        {
+            if d.is_null() {
+                return Ok(ScanPlan::Empty);
+            }
+            encode_key_datum(&mut key, d)?;
+            eq_count += 1;
+            continue;
+        }
+        for c in &cs {
+            if let Some((op, d)) = col_cmp(c, col) {
+                if !usable(d) {
+                    continue;
+                }
+                if d.is_null() {
+                    return Ok(ScanPlan::Empty);
+                }
+                match op {
+                    BinOp::Gt => lower = tighten(lower, (d.clone(), false), true),
+                    BinOp::GtEq => lower = tighten(lower, (d.clone(), true), true),
+                    BinOp::Lt => upper = tighten(upper, (d.clone(), false), false),
+                    BinOp::LtEq => upper = tighten(upper, (d.clone(), true), false),
+                    _ => {}
+                }
+            } else if let Scalar::Between(x, lo, hi, false) = c
+                && let (Scalar::Col(x), Scalar::Lit(lo), Scalar::Lit(hi)) = (&**x, &**lo, &**hi)
+                && *x == col
+                && usable(lo)
+                && usable(hi)
+            {
+                if lo.is_null() || hi.is_null() {
+                    return Ok(ScanPlan::Empty);
+                }
+                lower = tighten(lower, (lo.clone(), true), true);
+                upper = tighten(upper, (hi.clone(), true), false);
+            }
+        }
+        break;
+    }
+    if eq_count == table.primary_key.len() && eq_count > 0 {
+        return Ok(ScanPlan::Point(key));
+    }
+    if eq_count == 0 && lower.is_none() && upper.is_none() {
+        return Ok(full);
+    }
+    let start = match lower {
+        None => key.clone(),
+        Some((d, inclusive)) => {
+            let mut k = key.clone();
+            encode_key_datum(&mut k, &d)?;
+            if inclusive { k } else { keys::prefix_end(&k) }
+        }
+    };
+    let end = match upper {
+        None => keys::prefix_end(&key),
+        Some((d, inclusive)) => {
+            let mut k = key.clone();
+            encode_key_datum(&mut k, &d)?;
+            if inclusive { keys::prefix_end(&k) } else { k }
+        }
+    };
+    if start >= end {
+        return Ok(ScanPlan::Empty);
+    }
+    Ok(ScanPlan::Span { start, end })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{ColumnDesc, SqlType};
+    use crate::expr::Compiler;
+    use sqlparser::dialect::PostgreSqlDialect;
+    use sqlparser::parser::Parser;
+
+    fn table(pk: Vec<usize>) -> TableDesc {
+        let col = |id: u32, name: &str| ColumnDesc {
+            id,
+            name: name.into(),
+            ty: SqlType::Int,
+            nullable: true,
+            default: None,
+        };
+        TableDesc {
+            id: 3,
+            db: "d".into(),
+            name: "t".into(),
+            columns: vec![col(1, "a"), col(2, "b"), col(3, "v")],
+            primary_key: pk,
+            next_column_id: 4,
+        }
+    }
+
+    fn plan(t: &TableDesc, filter: &str) -> ScanPlan {
+        let e = Parser::new(&PostgreSqlDialect {})
+            .try_with_sql(filter)
+            .unwrap()
+            .parse_expr()
+            .unwrap();
+        let s = Compiler::new(&t.columns, &[], 0).compile(&e).unwrap();
+        plan_scan(t, Some(&s)).unwrap()
+    }
+
+    fn key(t: &TableDesc, vals: &[i64]) -> Vec<u8> {
+        let mut k = rows_prefix(t);
+        for v in vals {
+            keys::encode_i64(&mut k, *v);
+        }
+        k
+    }
+
+    #[test]
+    fn equality_on_whole_pk_is_a_point() {
+        let t = table(vec![0]);
+        assert_eq!(plan(&t, "a = 5"), ScanPlan::Point(key(&t, &[5])));
+        assert_eq!(plan(&t, "5 = a AND v > 2"), ScanPlan::Point(key(&t, &[5])));
+        let t2 = table(vec![0, 1]);
+        assert_eq!(
+            plan(&t2, "b = 2 AND a = 1"),
+            ScanPlan::Point(key(&t2, &[1, 2]))
+        );
+        assert_eq!(plan(&t, "a = NULL"), ScanPlan::Empty);
+        // A string literal compared with an INT column is cast at compile time.
+        assert_eq!(plan(&t, "a = '7'"), ScanPlan::Point(key(&t, &[7])));
+    }
+
+    #[test]
+    fn prefix_and_ranges_are_spans() {
+        let t = table(vec![0, 1]);
+        let p = key(&t, &[1]);
+        assert_eq!(
+            plan(&t, "a = 1 AND b > 3"),
+            ScanPlan::Span {
+                start: keys::prefix_end(&key(&t, &[1, 3])),
+                end: keys::prefix_end(&p)
+            }
+        );
+        assert_eq!(
+            plan(&t, "a = 1"),
+            ScanPlan::Span {
+                start: p.clone(),
+                end: keys::prefix_end(&p)
+            }
+        );
+        assert_eq!(
+            plan(&t, "a >= 2 AND a < 9 AND a < 20"),
+            ScanPlan::Span {
+                start: key(&t, &[2]),
+                end: key(&t, &[9])
+            }
+        );
+        assert_eq!(
+            plan(&t, "a BETWEEN 2 AND 4"),
+            ScanPlan::Span {
+                start: key(&t, &[2]),
+                end: keys::prefix_end(&key(&t, &[4]))
+            }
+        );
+        assert_eq!(plan(&t, "a > 5 AND a < 3"), ScanPlan::Empty);
+    }
+
+    #[test]
+    fn other_predicates_are_full_scans() {
+        let t = table(vec![0, 1]);
+        let full = plan_scan(&t, None).unwrap();
+        assert!(matches!(full, ScanPlan::Full { .. }));
+        assert_eq!(plan(&t, "v = 1"), full);
+        assert_eq!(plan(&t, "b = 1"), full);
+        assert_eq!(plan(&t, "a = 1 OR a = 2"), full);
+        assert_eq!(plan(&t, "a + 0 = 1"), full);
+    }
+}

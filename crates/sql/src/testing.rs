@@ -1,0 +1,172 @@
+//! [`MemTxn`]: an in-memory [`TxnClient`] for tests (this crate's and other crates').
+//!
+//! Data is a `BTreeMap` written through immediately (no buffering, no rollback, no MVCC);
+//! the catalog is a pair of maps. It counts `get` and `scan` calls so tests can assert how a
+//! statement was planned. Not for production use.
+
+use crate::catalog::{DatabaseDesc, TableDesc};
+use crate::error::SqlError;
+use crate::txn::TxnClient;
+use meridian_types::keys;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Default)]
+pub struct MemTxn {
+    pub data: BTreeMap<Vec<u8>, Vec<u8>>,
+    pub databases: BTreeMap<String, DatabaseDesc>,
+    pub tables: BTreeMap<(String, String), TableDesc>,
+    pub next_table_id: u64,
+    /// Number of `get` calls so far.
+    pub gets: usize,
+    /// Number of `scan` calls so far.
+    pub scans: usize,
+}
+
+impl MemTxn {
+    pub fn new() -> Self {
+        MemTxn {
+            next_table_id: 100,
+            ..Default::default()
+        }
+    }
+
+    /// A MemTxn with database `db` already created.
+    pub fn with_database(db: &str) -> Self {
+        let mut t = MemTxn::new();
+        t.databases
+            .insert(db.into(), DatabaseDesc { name: db.into() });
+        t
+    }
+
+    fn clear_span(&mut self, id: u64) {
+        let (start, end) = keys::table_span(id);
+        let doomed: Vec<_> = self
+            .data
+            .range(start..end)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in doomed {
+            self.data.remove(&k);
+        }
+    }
+}
+
+impl TxnClient for MemTxn {
+    async fn get_database(&mut self, name: &str) -> Result<Option<DatabaseDesc>, SqlError> {
+        Ok(self.databases.get(name).cloned())
+    }
+
+    async fn create_database(&mut self, name: &str) -> Result<(), SqlError> {
+        if self.databases.contains_key(name) {
+            return Err(SqlError::user(
+                "42P04",
+                format!("database \"{name}\" already exists"),
+            ));
+        }
+        self.databases
+            .insert(name.into(), DatabaseDesc { name: name.into() });
+        Ok(())
+    }
+
+    async fn drop_database(&mut self, name: &str) -> Result<(), SqlError> {
+        if self.databases.remove(name).is_none() {
+            return Err(SqlError::user(
+                "3D000",
+                format!("database \"{name}\" does not exist"),
+            ));
+        }
+        let doomed: Vec<_> = self
+            .tables
+            .keys()
+            .filter(|(d, _)| d == name)
+            .cloned()
+            .collect();
+        for k in doomed {
+            if let Some(t) = self.tables.remove(&k) {
+                self.clear_span(t.id);
+            }
+        }
+        Ok(())
+    }
+
+    async fn list_databases(&mut self) -> Result<Vec<DatabaseDesc>, SqlError> {
+        Ok(self.databases.values().cloned().collect())
+    }
+
+    async fn get_table(&mut self, db: &str, name: &str) -> Result<Option<TableDesc>, SqlError> {
+        Ok(self
+            .tables
+            .get(&(db.to_string(), name.to_string()))
+            .cloned())
+    }
+
+    async fn list_tables(&mut self, db: &str) -> Result<Vec<TableDesc>, SqlError> {
+        Ok(self
+            .tables
+            .values()
+            .filter(|t| t.db == db)
+            .cloned()
+            .collect())
+    }
+
+    async fn create_table(&mut self, mut desc: TableDesc) -> Result<TableDesc, SqlError> {
+        let key = (desc.db.clone(), desc.name.clone());
+        if self.tables.contains_key(&key) {
+            return Err(SqlError::user(
+                "42P07",
+                format!("relation \"{}\" already exists", desc.name),
+            ));
+        }
+        self.next_table_id += 1;
+        desc.id = self.next_table_id;
+        self.tables.insert(key, desc.clone());
+        Ok(desc)
+    }
+
+    async fn drop_table(&mut self, db: &str, name: &str) -> Result<(), SqlError> {
+        match self.tables.remove(&(db.to_string(), name.to_string())) {
+            Some(t) => {
+                self.clear_span(t.id);
+                Ok(())
+            }
+            None => Err(SqlError::user(
+                "42P01",
+                format!("relation \"{name}\" does not exist"),
+            )),
+        }
+    }
+
+    async fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, SqlError> {
+        self.gets += 1;
+        Ok(self.data.get(key).cloned())
+    }
+
+    async fn scan(
+        &mut self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, SqlError> {
+        self.scans += 1;
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let it = self
+            .data
+            .range(start.to_vec()..end.to_vec())
+            .map(|(k, v)| (k.clone(), v.clone()));
+        Ok(if limit == 0 {
+            it.collect()
+        } else {
+            it.take(limit).collect()
+        })
+    }
+
+    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.data.insert(key, value);
+    }
+
+    fn delete(&mut self, key: Vec<u8>) {
+        self.data.remove(&key);
+    }
+}
