@@ -11,25 +11,14 @@ async fn bad_input_gets_clear_errors() {
     let _g = serial();
     let c = Cluster::start(1, &["--max-body-bytes", "65536"]).await;
     c.must(0, "", "CREATE DATABASE d").await;
-    c.must(
-        0,
-        "d",
-        "CREATE TABLE t (k INT PRIMARY KEY, v STRING NOT NULL, n INT DEFAULT 5)",
-    )
-    .await;
+    c.must(0, "d", "CREATE TABLE t (k INT PRIMARY KEY, v STRING NOT NULL, n INT DEFAULT 5)").await;
     c.must(0, "d", "INSERT INTO t VALUES (1, 'a')").await;
     let url = format!("http://{}/v1/sql", c.nodes[0].http);
     let raw = |body: String| {
         let client = c.client.clone();
         let url = url.clone();
         async move {
-            let r = client
-                .post(&url)
-                .header("content-type", "application/json")
-                .body(body)
-                .send()
-                .await
-                .unwrap();
+            let r = client.post(&url).header("content-type", "application/json").body(body).send().await.unwrap();
             let st = r.status().as_u16();
             (st, r.json::<serde_json::Value>().await.unwrap_or_default())
         }
@@ -39,16 +28,8 @@ async fn bad_input_gets_clear_errors() {
     let (st, b) = raw("{not json".into()).await;
     assert_eq!((st, code(&b).as_str()), (400, "08P01"), "{b}");
     let (st, b) = raw(r#"{"statements": [{"sql": "SELECT 1"}], "bogus": 1}"#.into()).await;
-    assert_eq!(
-        (st, code(&b).as_str()),
-        (400, "08P01"),
-        "unknown field: {b}"
-    );
-    let (st, b) = raw(format!(
-        r#"{{"statements": [{{"sql": "SELECT '{}'"}}]}}"#,
-        "x".repeat(70_000)
-    ))
-    .await;
+    assert_eq!((st, code(&b).as_str()), (400, "08P01"), "unknown field: {b}");
+    let (st, b) = raw(format!(r#"{{"statements": [{{"sql": "SELECT '{}'"}}]}}"#, "x".repeat(70_000))).await;
     assert_eq!((st, code(&b).as_str()), (413, "54000"), "{b}");
     let (st, b) = raw(r#"{"statements": [{"sql": "SELECT 1"}], "timeout": "soon"}"#.into()).await;
     assert_eq!((st, code(&b).as_str()), (400, "22023"), "{b}");
@@ -60,49 +41,24 @@ async fn bad_input_gets_clear_errors() {
         ("INSERT INTO t VALUES (1, 'dup')", json!([]), 409, "23505"),
         ("INSERT INTO t (k) VALUES (2)", json!([]), 409, "23502"),
         ("SELECT * FROM t WHERE k = $1", json!([]), 400, ""),
-        (
-            "SELECT * FROM t WHERE k = $1",
-            json!(["not a number"]),
-            400,
-            "",
-        ),
+        ("SELECT * FROM t WHERE k = $1", json!(["not a number"]), 400, ""),
         ("SELECT 1 / 0", json!([]), 400, "22012"),
     ];
     for (sql, args, status, want) in cases {
         let (st, b) = c.sql(0, "d", &[(sql, args.clone())]).await;
         assert_eq!(st, status, "{sql} {args}: {b}");
         let got = code(&b);
-        assert!(
-            !got.is_empty() && (want.is_empty() || got == want),
-            "{sql}: code {got}, want {want}: {b}"
-        );
-        assert!(
-            b["error"]["message"]
-                .as_str()
-                .is_some_and(|m| !m.is_empty())
-        );
+        assert!(!got.is_empty() && (want.is_empty() || got == want), "{sql}: code {got}, want {want}: {b}");
+        assert!(b["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
     let (st, b) = c.sql(0, "nodb", &[("SELECT * FROM t", json!([]))]).await;
     assert_eq!((st, code(&b).as_str()), (400, "3D000"), "{b}");
 
     // A failed statement rolls the whole request back.
-    let (st, _) = c
-        .sql(
-            0,
-            "d",
-            &[
-                ("INSERT INTO t VALUES (3, 'c')", json!([])),
-                ("INSERT INTO t VALUES (1, 'dup')", json!([])),
-            ],
-        )
-        .await;
+    let (st, _) = c.sql(0, "d", &[("INSERT INTO t VALUES (3, 'c')", json!([])), ("INSERT INTO t VALUES (1, 'dup')", json!([]))]).await;
     assert_eq!(st, 409);
     let b = c.must(0, "d", "SELECT count(*) FROM t").await;
-    assert_eq!(
-        common::rows(&b),
-        vec![json!([1])],
-        "nothing of a failed request is applied"
-    );
+    assert_eq!(common::rows(&b), vec![json!([1])], "nothing of a failed request is applied");
     // DEFAULT applies; the node still serves.
     let b = c.must(0, "d", "SELECT n FROM t WHERE k = 1").await;
     assert_eq!(common::rows(&b), vec![json!([5])]);

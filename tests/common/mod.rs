@@ -26,11 +26,7 @@ pub struct Cluster {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 pub fn bin() -> &'static str {
@@ -51,16 +47,8 @@ impl Cluster {
                 child: std::sync::Mutex::new(None),
             })
             .collect();
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap();
-        let c = Cluster {
-            dir,
-            nodes,
-            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
-            client,
-        };
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+        let c = Cluster { dir, nodes, extra_args: extra_args.iter().map(|s| s.to_string()).collect(), client };
         for i in 0..n {
             c.spawn(i);
         }
@@ -72,41 +60,16 @@ impl Cluster {
     }
 
     pub fn join_list(&self) -> String {
-        self.nodes
-            .iter()
-            .map(|n| n.listen.clone())
-            .collect::<Vec<_>>()
-            .join(",")
+        self.nodes.iter().map(|n| n.listen.clone()).collect::<Vec<_>>().join(",")
     }
 
     pub fn spawn(&self, i: usize) {
         let join = self.join_list();
         let n = &self.nodes[i];
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&n.log)
-            .unwrap();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&n.log).unwrap();
         let child = Command::new(bin())
-            .args([
-                "start",
-                "--store",
-                n.store.to_str().unwrap(),
-                "--listen-addr",
-                &n.listen,
-                "--http-addr",
-                &n.http,
-                "--join",
-                &join,
-            ])
-            .args([
-                "--locality",
-                &format!("region=local,zone=z{}", i + 1),
-                "--raft-heartbeat-ms",
-                "100",
-                "--dead-after",
-                "4s",
-            ])
+            .args(["start", "--store", n.store.to_str().unwrap(), "--listen-addr", &n.listen, "--http-addr", &n.http, "--join", &join])
+            .args(["--locality", &format!("region=local,zone=z{}", i + 1), "--raft-heartbeat-ms", "100", "--dead-after", "4s"])
             .args(&self.extra_args)
             .env("MERIDIAN_LOG", "info,openraft=warn")
             .stdout(Stdio::null())
@@ -119,18 +82,11 @@ impl Cluster {
     pub async fn init(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let out = Command::new(bin())
-                .args(["init", "--host", &self.nodes[0].listen])
-                .output()
-                .unwrap();
+            let out = Command::new(bin()).args(["init", "--host", &self.nodes[0].listen]).output().unwrap();
             if out.status.success() {
                 return;
             }
-            assert!(
-                Instant::now() < deadline,
-                "init failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            assert!(Instant::now() < deadline, "init failed: {}", String::from_utf8_lossy(&out.stderr));
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
@@ -139,13 +95,7 @@ impl Cluster {
         let deadline = Instant::now() + timeout;
         let url = format!("http://{}/health/ready", self.nodes[i].http);
         loop {
-            if let Ok(r) = self
-                .client
-                .get(&url)
-                .timeout(Duration::from_secs(3))
-                .send()
-                .await
-            {
+            if let Ok(r) = self.client.get(&url).timeout(Duration::from_secs(3)).send().await {
                 if r.status().is_success() {
                     return;
                 }
@@ -171,16 +121,8 @@ impl Cluster {
 
     /// Sends SIGTERM and returns the exit status (a clean stop exits 0).
     pub fn sigterm(&self, i: usize) -> std::process::ExitStatus {
-        let mut c = self.nodes[i]
-            .child
-            .lock()
-            .unwrap()
-            .take()
-            .expect("node running");
-        Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
-            .status()
-            .unwrap();
+        let mut c = self.nodes[i].child.lock().unwrap().take().expect("node running");
+        Command::new("kill").args(["-TERM", &c.id().to_string()]).status().unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(st) = c.try_wait().unwrap() {
@@ -212,12 +154,8 @@ impl Cluster {
     }
 
     pub async fn sql(&self, i: usize, db: &str, stmts: &[(&str, Value)]) -> (u16, Value) {
-        let stmts: Vec<Value> = stmts
-            .iter()
-            .map(|(s, a)| json!({"sql": s, "args": a}))
-            .collect();
-        self.sql_body(i, json!({"database": db, "statements": stmts}))
-            .await
+        let stmts: Vec<Value> = stmts.iter().map(|(s, a)| json!({"sql": s, "args": a})).collect();
+        self.sql_body(i, json!({"database": db, "statements": stmts})).await
     }
 
     /// Runs SQL and panics unless it succeeds.
@@ -232,14 +170,7 @@ impl Cluster {
 
     pub async fn status(&self, i: usize) -> Value {
         let url = format!("http://{}/v1/status", self.nodes[i].http);
-        self.client
-            .get(&url)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.client.get(&url).send().await.unwrap().json().await.unwrap()
     }
 
     /// Index of the node holding the lease of the range of table `table_id`, if any answers.
@@ -249,22 +180,14 @@ impl Cluster {
                 continue;
             }
             let url = format!("http://{}/v1/status", self.nodes[i].http);
-            let Ok(r) = self
-                .client
-                .get(&url)
-                .timeout(Duration::from_secs(3))
-                .send()
-                .await
-            else {
+            let Ok(r) = self.client.get(&url).timeout(Duration::from_secs(3)).send().await else {
                 continue;
             };
             let Ok(st) = r.json::<Value>().await else {
                 continue;
             };
             for r in st["ranges"].as_array().into_iter().flatten() {
-                if r["table_id"].as_u64() == Some(table_id)
-                    && r["is_leaseholder"].as_bool() == Some(true)
-                {
+                if r["table_id"].as_u64() == Some(table_id) && r["is_leaseholder"].as_bool() == Some(true) {
                     return Some(i);
                 }
             }
@@ -295,12 +218,7 @@ impl Drop for Cluster {
 /// The table id of `db.table` (from the table range's status entry): tables get ids in creation
 /// order from 100.
 pub fn rows(body: &Value) -> Vec<Value> {
-    body["results"]
-        .as_array()
-        .and_then(|r| r.last())
-        .and_then(|r| r["rows"].as_array())
-        .cloned()
-        .unwrap_or_default()
+    body["results"].as_array().and_then(|r| r.last()).and_then(|r| r["rows"].as_array()).cloned().unwrap_or_default()
 }
 
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());

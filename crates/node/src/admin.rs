@@ -9,21 +9,13 @@ pub enum AdminRequest {
     /// `meridian init`: make this node the first node of a new cluster.
     Bootstrap,
     /// A new node asks to join; the receiver allocates its id.
-    Join {
-        addr: String,
-        http_addr: String,
-        locality: Vec<(String, String)>,
-    },
+    Join { addr: String, http_addr: String, locality: Vec<(String, String)> },
     /// Who are you, and which nodes do you know?
     NodeInfo,
     /// Liveness probe.
     Ping,
     /// Create this node's replica of a new range and found its group with `members`.
-    CreateRange {
-        desc: RangeDescriptor,
-        replica_id: ReplicaId,
-        members: Vec<(ReplicaId, NodeId)>,
-    },
+    CreateRange { desc: RangeDescriptor, replica_id: ReplicaId, members: Vec<(ReplicaId, NodeId)> },
     /// Destroy this node's replica of a range (table dropped).
     DestroyReplica { range_id: u64 },
 }
@@ -31,20 +23,9 @@ pub enum AdminRequest {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum AdminResponse {
     Ok,
-    Joined {
-        cluster_id: String,
-        node_id: NodeId,
-        nodes: Vec<NodeDescriptor>,
-    },
-    Info {
-        cluster_id: Option<String>,
-        node_id: NodeId,
-        nodes: Vec<NodeDescriptor>,
-    },
-    Error {
-        message: String,
-        kv: Option<KvError>,
-    },
+    Joined { cluster_id: String, node_id: NodeId, nodes: Vec<NodeDescriptor> },
+    Info { cluster_id: Option<String>, node_id: NodeId, nodes: Vec<NodeDescriptor> },
+    Error { message: String, kv: Option<KvError> },
 }
 
 pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {

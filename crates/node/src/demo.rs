@@ -25,13 +25,7 @@ pub async fn run(nodes: usize, http_port: u16) -> Result<(), String> {
             listen_addr: listen[i].clone(),
             http_addr: http_addr.clone(),
             join: listen.clone(),
-            locality: vec![
-                ("region".into(), "local".into()),
-                (
-                    "zone".into(),
-                    format!("local-{}", (b'a' + (i % 26) as u8) as char),
-                ),
-            ],
+            locality: vec![("region".into(), "local".into()), ("zone".into(), format!("local-{}", (b'a' + (i % 26) as u8) as char))],
             max_offset_ms: 500,
             raft: RaftTimings::default(),
             max_body_bytes: 8 << 20,
@@ -49,17 +43,11 @@ pub async fn run(nodes: usize, http_port: u16) -> Result<(), String> {
         handles.push(h);
         urls.push(format!("http://{http_addr}"));
     }
-    println!(
-        "Meridian demo cluster: {nodes} nodes (stores in {})",
-        dir.path().display()
-    );
+    println!("Meridian demo cluster: {nodes} nodes (stores in {})", dir.path().display());
     for (i, u) in urls.iter().enumerate() {
         println!("  node {}: {u}", i + 1);
     }
-    println!(
-        "\nTry:\n  curl -s {}/v1/sql -d '{{\"statements\": [{{\"sql\": \"CREATE DATABASE demo\"}}]}}'",
-        urls[0]
-    );
+    println!("\nTry:\n  curl -s {}/v1/sql -d '{{\"statements\": [{{\"sql\": \"CREATE DATABASE demo\"}}]}}'", urls[0]);
     println!(
         "  curl -s {}/v1/sql -d '{{\"database\": \"demo\", \"statements\": [{{\"sql\": \"CREATE TABLE kv (k INT PRIMARY KEY, v STRING)\"}}, {{\"sql\": \"INSERT INTO kv VALUES ($1, $2)\", \"args\": [1, \"one\"]}}]}}'",
         urls[0]

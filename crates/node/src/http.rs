@@ -65,12 +65,7 @@ pub struct ApiError {
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-            retryable: false,
-        }
+        ApiError { status, code, message: message.into(), retryable: false }
     }
 }
 
@@ -91,12 +86,7 @@ impl From<SqlError> for ApiError {
                     "3D" | "42" | "22" | "0A" | "08" | "25" => StatusCode::BAD_REQUEST,
                     _ => StatusCode::BAD_REQUEST,
                 };
-                ApiError {
-                    status,
-                    code,
-                    message,
-                    retryable: code == "40001",
-                }
+                ApiError { status, code, message, retryable: code == "40001" }
             }
             SqlError::Kv(k) => kv_error(k),
         }
@@ -106,46 +96,26 @@ impl From<SqlError> for ApiError {
 fn kv_error(k: KvError) -> ApiError {
     let msg = k.to_string();
     match k {
-        KvError::WriteConflict(_) | KvError::ReadUncertainty { .. } => ApiError {
-            status: StatusCode::CONFLICT,
-            code: "40001",
-            message: format!("restart transaction: {msg}"),
-            retryable: true,
-        },
-        KvError::NotLeaseholder { .. }
-        | KvError::RangeNotFound { .. }
-        | KvError::KeyOutOfRange { .. } => ApiError {
+        KvError::WriteConflict(_) | KvError::ReadUncertainty { .. } => {
+            ApiError { status: StatusCode::CONFLICT, code: "40001", message: format!("restart transaction: {msg}"), retryable: true }
+        }
+        KvError::NotLeaseholder { .. } | KvError::RangeNotFound { .. } | KvError::KeyOutOfRange { .. } => ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
             code: "40001",
             message: format!("restart transaction: {msg}"),
             retryable: true,
         },
-        KvError::Unavailable(_) => ApiError {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            code: "57P03",
-            message: msg,
-            retryable: true,
-        },
+        KvError::Unavailable(_) => ApiError { status: StatusCode::SERVICE_UNAVAILABLE, code: "57P03", message: msg, retryable: true },
         KvError::Timeout => ApiError {
             status: StatusCode::GATEWAY_TIMEOUT,
             code: "57014",
             message: "query canceled: request timeout exceeded".into(),
             retryable: false,
         },
-        KvError::Ambiguous(_) => ApiError {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            code: "40003",
-            message: msg,
-            retryable: false,
-        },
+        KvError::Ambiguous(_) => ApiError { status: StatusCode::SERVICE_UNAVAILABLE, code: "40003", message: msg, retryable: false },
         KvError::Internal(_) => {
             tracing::error!(error = %msg, "internal error");
-            ApiError {
-                status: StatusCode::INTERNAL_SERVER_ERROR,
-                code: "XX000",
-                message: msg,
-                retryable: false,
-            }
+            ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, code: "XX000", message: msg, retryable: false }
         }
     }
 }
@@ -153,10 +123,7 @@ fn kv_error(k: KvError) -> ApiError {
 /// Parses durations like `500ms`, `5s`, `2m`.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
-    let (num, unit) = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .map(|i| s.split_at(i))
-        .unwrap_or((s, "s"));
+    let (num, unit) = s.find(|c: char| !c.is_ascii_digit() && c != '.').map(|i| s.split_at(i)).unwrap_or((s, "s"));
     let n: f64 = num.parse().ok()?;
     if !n.is_finite() || n < 0.0 {
         return None;
@@ -172,42 +139,20 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 
 async fn sql(State(node): State<Arc<Node>>, body: Body) -> Result<Response, ApiError> {
     let limit = node.cfg.max_body_bytes;
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "54000",
-            format!("request body exceeds the limit of {limit} bytes"),
-        )
-    })?;
-    let req: SqlRequest = serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "08P01",
-            format!("invalid request: {e}"),
-        )
-    })?;
+    let bytes = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "54000", format!("request body exceeds the limit of {limit} bytes")))?;
+    let req: SqlRequest =
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "08P01", format!("invalid request: {e}")))?;
     if req.read.is_some() {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "0A000",
-            "stale follower reads (\"read\") are not supported yet",
-        ));
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "0A000", "stale follower reads (\"read\") are not supported yet"));
     }
     if req.statements.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "08P01",
-            "invalid request: \"statements\" is empty",
-        ));
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "08P01", "invalid request: \"statements\" is empty"));
     }
     let timeout = match &req.timeout {
-        Some(t) => parse_duration(t).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "22023",
-                format!("invalid timeout {t:?}: use e.g. \"500ms\", \"5s\""),
-            )
-        })?,
+        Some(t) => parse_duration(t)
+            .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "22023", format!("invalid timeout {t:?}: use e.g. \"500ms\", \"5s\"")))?,
         None => node.cfg.default_timeout,
     };
     if node.node_id() == 0 {
@@ -219,11 +164,7 @@ async fn sql(State(node): State<Arc<Node>>, body: Body) -> Result<Response, ApiE
         });
     }
     let deadline = Instant::now() + timeout;
-    let stmts: Vec<(String, Vec<Value>)> = req
-        .statements
-        .into_iter()
-        .map(|s| (s.sql, s.args))
-        .collect();
+    let stmts: Vec<(String, Vec<Value>)> = req.statements.into_iter().map(|s| (s.sql, s.args)).collect();
     let run = run_transaction(node.clone(), &req.database, &stmts, deadline);
     let (results, ts) = match tokio::time::timeout_at(deadline, run).await {
         Ok(r) => r?,
@@ -249,34 +190,23 @@ async fn run_transaction(
         };
         match res {
             Ok(r) => return Ok(r),
-            Err(SqlError::Kv(e))
-                if e.is_txn_retryable()
-                    && attempt < MAX_ATTEMPTS
-                    && Instant::now() + backoff < deadline =>
-            {
+            Err(SqlError::Kv(e)) if e.is_txn_retryable() && attempt < MAX_ATTEMPTS && Instant::now() + backoff < deadline => {
                 if let KvError::ReadUncertainty { ts } = e {
                     restart_ts = Some(ts);
                 } else {
                     restart_ts = None;
                 }
-                tokio::time::sleep(backoff + Duration::from_micros(rand::random::<u64>() % 5000))
-                    .await;
+                tokio::time::sleep(backoff + Duration::from_micros(rand::random::<u64>() % 5000)).await;
                 backoff = (backoff * 2).min(Duration::from_millis(200));
             }
             Err(e) => return Err(e.into()),
         }
     }
-    Err(kv_error(KvError::WriteConflict(
-        "too many conflicting attempts".into(),
-    )))
+    Err(kv_error(KvError::WriteConflict("too many conflicting attempts".into())))
 }
 
 fn result_json(r: QueryResult) -> Value {
-    let cols: Vec<Value> = r
-        .columns
-        .iter()
-        .map(|c| json!({"name": c.name, "type": c.ty}))
-        .collect();
+    let cols: Vec<Value> = r.columns.iter().map(|c| json!({"name": c.name, "type": c.ty})).collect();
     json!({"columns": cols, "rows": r.rows, "rows_affected": r.rows_affected, "tag": r.tag})
 }
 
@@ -288,11 +218,7 @@ async fn ready(State(node): State<Arc<Node>>) -> Response {
     if node.ready().await {
         axum::Json(json!({"ready": true, "node_id": node.node_id()})).into_response()
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({"ready": false, "node_id": node.node_id()})),
-        )
-            .into_response()
+        (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"ready": false, "node_id": node.node_id()}))).into_response()
     }
 }
 
@@ -315,7 +241,11 @@ async fn status(State(node): State<Arc<Node>>) -> Response {
         .map(|r| {
             let st = r.group().status();
             let desc = r.fsm().descriptor();
-            let replicas: Vec<Value> = st.members.iter().map(|m| json!({"replica_id": m.replica_id, "node_id": m.node_id, "type": if m.voter {"VOTER"} else {"NON_VOTER"}})).collect();
+            let replicas: Vec<Value> = st
+                .members
+                .iter()
+                .map(|m| json!({"replica_id": m.replica_id, "node_id": m.node_id, "type": if m.voter {"VOTER"} else {"NON_VOTER"}}))
+                .collect();
             json!({
                 "range_id": st.range_id,
                 "start_key": desc.as_ref().map(|d| hex(&d.start_key)),
@@ -331,12 +261,7 @@ async fn status(State(node): State<Arc<Node>>) -> Response {
             })
         })
         .collect();
-    let locality: serde_json::Map<String, Value> = node
-        .cfg
-        .locality
-        .iter()
-        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-        .collect();
+    let locality: serde_json::Map<String, Value> = node.cfg.locality.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
     axum::Json(json!({
         "node_id": node.node_id(),
         "cluster_id": node.cluster_id(),

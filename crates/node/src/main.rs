@@ -19,11 +19,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(
-    name = "meridian",
-    version,
-    about = "Meridian: a distributed SQL database"
-)]
+#[command(name = "meridian", version, about = "Meridian: a distributed SQL database")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -89,9 +85,7 @@ pub fn parse_locality(s: &str) -> Result<Vec<(String, String)>, String> {
     s.split(',')
         .filter(|p| !p.trim().is_empty())
         .map(|p| match p.split_once('=') {
-            Some((k, v)) if !k.trim().is_empty() && !v.trim().is_empty() => {
-                Ok((k.trim().to_string(), v.trim().to_string()))
-            }
+            Some((k, v)) if !k.trim().is_empty() && !v.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
             _ => Err(format!("invalid locality tier {p:?}: expected key=value")),
         })
         .collect()
@@ -99,19 +93,14 @@ pub fn parse_locality(s: &str) -> Result<Vec<(String, String)>, String> {
 
 impl StartArgs {
     pub fn config(&self) -> Result<NodeConfig, String> {
-        let timeout = http::parse_duration(&self.request_timeout)
-            .ok_or_else(|| format!("invalid --request-timeout {:?}", self.request_timeout))?;
+        let timeout =
+            http::parse_duration(&self.request_timeout).ok_or_else(|| format!("invalid --request-timeout {:?}", self.request_timeout))?;
         let hb = self.raft_heartbeat_ms.max(10);
         Ok(NodeConfig {
             store: self.store.clone(),
             listen_addr: self.listen_addr.clone(),
             http_addr: self.http_addr.clone(),
-            join: self
-                .join
-                .iter()
-                .filter(|s| !s.is_empty())
-                .cloned()
-                .collect(),
+            join: self.join.iter().filter(|s| !s.is_empty()).cloned().collect(),
             locality: parse_locality(&self.locality)?,
             max_offset_ms: self.max_offset_ms,
             raft: meridian_raft_glue::RaftTimings {
@@ -122,8 +111,7 @@ impl StartArgs {
             },
             max_body_bytes: self.max_body_bytes,
             default_timeout: timeout,
-            dead_after: http::parse_duration(&self.dead_after)
-                .ok_or_else(|| format!("invalid --dead-after {:?}", self.dead_after))?,
+            dead_after: http::parse_duration(&self.dead_after).ok_or_else(|| format!("invalid --dead-after {:?}", self.dead_after))?,
         })
     }
 }
@@ -134,15 +122,11 @@ pub async fn run_node(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(std::sync::Arc<Node>, tokio::task::JoinHandle<()>), String> {
     let node = Node::start(cfg.clone()).await.map_err(|e| e.to_string())?;
-    let listener = tokio::net::TcpListener::bind(&cfg.http_addr)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", cfg.http_addr))?;
+    let listener = tokio::net::TcpListener::bind(&cfg.http_addr).await.map_err(|e| format!("cannot listen on {}: {e}", cfg.http_addr))?;
     let app = http::router(node.clone());
     let n2 = node.clone();
     let handle = tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let _ = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
         n2.shutdown().await;
     });
     Ok((node, handle))
@@ -160,16 +144,10 @@ async fn terminate_signal() {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MERIDIAN_LOG")
-                .unwrap_or_else(|_| "info,openraft=warn".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("MERIDIAN_LOG").unwrap_or_else(|_| "info,openraft=warn".into()))
         .with_writer(std::io::stderr)
         .init();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start runtime: {e}");
@@ -201,15 +179,8 @@ fn main() -> ExitCode {
 
 async fn init(host: &str) -> Result<(), String> {
     let t = TcpTransport::new();
-    let frame = Frame {
-        service: Service::Admin,
-        range_id: 0,
-        body: admin::encode(&admin::AdminRequest::Bootstrap),
-    };
-    let b = t
-        .call_addr(host, frame, Duration::from_secs(30))
-        .await
-        .map_err(|e| format!("cannot reach {host}: {e}"))?;
+    let frame = Frame { service: Service::Admin, range_id: 0, body: admin::encode(&admin::AdminRequest::Bootstrap) };
+    let b = t.call_addr(host, frame, Duration::from_secs(30)).await.map_err(|e| format!("cannot reach {host}: {e}"))?;
     match admin::decode::<admin::AdminResponse>(&b).map_err(|e| e.to_string())? {
         admin::AdminResponse::Ok => {
             println!("cluster initialized");

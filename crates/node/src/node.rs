@@ -24,10 +24,7 @@ use meridian_sql::{SqlError, TxnClient};
 use meridian_storage::{Batch, Cf, Engine};
 use meridian_types::keys;
 use meridian_types::kv::KvRequest;
-use meridian_types::{
-    Hlc, KvError, NodeDescriptor, NodeId, RangeDescriptor, ReplicaDescriptor, ReplicaKind,
-    SYSTEM_RANGE_ID,
-};
+use meridian_types::{Hlc, KvError, NodeDescriptor, NodeId, RangeDescriptor, ReplicaDescriptor, ReplicaKind, SYSTEM_RANGE_ID};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -84,18 +81,10 @@ impl Node {
         let engine = Engine::open(&cfg.store)?;
         let transport = TcpTransport::new();
         let hlc = Arc::new(Hlc::system(cfg.max_offset_ms * 1_000_000));
-        let store = Store::new(
-            engine.clone(),
-            dyn_transport(&transport),
-            cfg.raft,
-            hlc.clone(),
-        );
+        let store = Store::new(engine.clone(), dyn_transport(&transport), cfg.raft, hlc.clone());
         let router = Router::new(store.clone(), dyn_transport(&transport));
         let ident: Option<Ident> = match engine.get(Cf::RaftMeta, IDENT_KEY)? {
-            Some(b) => Some(
-                postcard::from_bytes(&b)
-                    .map_err(|e| anyhow_like::Error(format!("corrupt node identity: {e}")))?,
-            ),
+            Some(b) => Some(postcard::from_bytes(&b).map_err(|e| anyhow_like::Error(format!("corrupt node identity: {e}")))?),
             None => None,
         };
         let node = Arc::new_cyclic(|me| Node {
@@ -113,18 +102,12 @@ impl Node {
         transport.set_handler(Arc::new(NodeHandler(Arc::downgrade(&node))));
         let listener = tokio::net::TcpListener::bind(&cfg.listen_addr)
             .await
-            .map_err(|e| {
-                anyhow_like::Error(format!("cannot listen on {}: {e}", cfg.listen_addr))
-            })?;
+            .map_err(|e| anyhow_like::Error(format!("cannot listen on {}: {e}", cfg.listen_addr)))?;
         transport.serve(listener);
         if let Some(id) = ident {
             node.adopt_identity(id.clone());
             let n = node.store.host().start_existing().await?;
-            tracing::info!(
-                node = id.node_id,
-                replicas = n,
-                "node restarted from its store"
-            );
+            tracing::info!(node = id.node_id, replicas = n, "node restarted from its store");
         }
         let bg = node.clone();
         tokio::spawn(async move { bg.background().await });
@@ -150,27 +133,15 @@ impl Node {
     async fn save_identity(&self, id: &Ident) -> Result<(), KvError> {
         let mut b = Batch::new();
         b.put(&self.engine, Cf::RaftMeta, IDENT_KEY, &admin::encode(id));
-        self.engine
-            .write_durable(b)
-            .await
-            .map_err(|e| KvError::Internal(e.to_string()))
+        self.engine.write_durable(b).await.map_err(|e| KvError::Internal(e.to_string()))
     }
 
     pub fn node_id(&self) -> NodeId {
-        self.ident
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map(|i| i.node_id)
-            .unwrap_or(0)
+        self.ident.read().unwrap_or_else(|e| e.into_inner()).as_ref().map(|i| i.node_id).unwrap_or(0)
     }
 
     pub fn cluster_id(&self) -> Option<String> {
-        self.ident
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map(|i| i.cluster_id.clone())
+        self.ident.read().unwrap_or_else(|e| e.into_inner()).as_ref().map(|i| i.cluster_id.clone())
     }
 
     pub fn descriptor(&self) -> NodeDescriptor {
@@ -196,14 +167,9 @@ impl Node {
             range_id: SYSTEM_RANGE_ID,
             ts: None,
             uncertainty_limit: None,
-            ops: vec![meridian_types::kv::ReadOp::Get {
-                key: keys::cluster_key(),
-            }],
+            ops: vec![meridian_types::kv::ReadOp::Get { key: keys::cluster_key() }],
         });
-        self.router
-            .send(&system_descriptor(), req, deadline)
-            .await
-            .is_ok()
+        self.router.send(&system_descriptor(), req, deadline).await.is_ok()
     }
 
     /// Stops serving: replicas shut down, the store closes when the last handle goes.
@@ -212,12 +178,7 @@ impl Node {
         self.store.host().shutdown().await;
     }
 
-    pub async fn admin_call(
-        &self,
-        node: NodeId,
-        req: AdminRequest,
-        timeout: Duration,
-    ) -> Result<(), SqlError> {
+    pub async fn admin_call(&self, node: NodeId, req: AdminRequest, timeout: Duration) -> Result<(), SqlError> {
         let resp = if node == self.node_id() {
             self.handle_admin(0, req).await
         } else {
@@ -225,9 +186,7 @@ impl Node {
         };
         match resp {
             AdminResponse::Error { kv: Some(e), .. } => Err(SqlError::Kv(e)),
-            AdminResponse::Error { message, .. } => {
-                Err(SqlError::Kv(KvError::Unavailable(message)))
-            }
+            AdminResponse::Error { message, .. } => Err(SqlError::Kv(KvError::Unavailable(message))),
             _ => Ok(()),
         }
     }
@@ -236,31 +195,13 @@ impl Node {
     pub async fn live_nodes(&self) -> Vec<NodeId> {
         let mut live = vec![self.node_id()];
         let t = dyn_transport(&self.transport);
-        let pings = self
-            .router
-            .nodes()
-            .into_iter()
-            .filter(|n| n.node_id != self.node_id())
-            .map(|n| {
-                let t = t.clone();
-                async move {
-                    admin_roundtrip(
-                        &t,
-                        n.node_id,
-                        &AdminRequest::Ping,
-                        Duration::from_millis(500),
-                    )
-                    .await
-                    .ok()
-                    .map(|_| n.node_id)
-                }
-            });
+        let pings = self.router.nodes().into_iter().filter(|n| n.node_id != self.node_id()).map(|n| {
+            let t = t.clone();
+            async move { admin_roundtrip(&t, n.node_id, &AdminRequest::Ping, Duration::from_millis(500)).await.ok().map(|_| n.node_id) }
+        });
         live.extend(futures::future::join_all(pings).await.into_iter().flatten());
         let now = Instant::now();
-        let mut since = self
-            .unresponsive_since
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut since = self.unresponsive_since.lock().unwrap_or_else(|e| e.into_inner());
         for n in self.router.nodes() {
             if live.contains(&n.node_id) {
                 since.remove(&n.node_id);
@@ -274,11 +215,7 @@ impl Node {
     /// Whether `node` has been unresponsive for longer than `dead_after` (as last measured by
     /// [`Node::live_nodes`]).
     pub fn is_dead(&self, node: NodeId) -> bool {
-        self.unresponsive_since
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&node)
-            .is_some_and(|t| t.elapsed() >= self.cfg.dead_after)
+        self.unresponsive_since.lock().unwrap_or_else(|e| e.into_inner()).get(&node).is_some_and(|t| t.elapsed() >= self.cfg.dead_after)
     }
 
     // ---- cluster lifecycle ----
@@ -289,35 +226,16 @@ impl Node {
         }
         // Refuse if any join peer already belongs to a cluster.
         for addr in self.cfg.join.iter().filter(|a| **a != self.cfg.listen_addr) {
-            let frame = Frame {
-                service: Service::Admin,
-                range_id: 0,
-                body: admin::encode(&AdminRequest::NodeInfo),
-            };
-            if let Ok(b) = self
-                .transport
-                .call_addr(addr, frame, Duration::from_secs(1))
-                .await
-            {
-                if let Ok(AdminResponse::Info {
-                    cluster_id: Some(c),
-                    ..
-                }) = admin::decode(&b)
-                {
+            let frame = Frame { service: Service::Admin, range_id: 0, body: admin::encode(&AdminRequest::NodeInfo) };
+            if let Ok(b) = self.transport.call_addr(addr, frame, Duration::from_secs(1)).await {
+                if let Ok(AdminResponse::Info { cluster_id: Some(c), .. }) = admin::decode(&b) {
                     return Err(format!("node at {addr} already belongs to cluster {c}"));
                 }
             }
         }
         let cluster_id = format!("{:032x}", rand::random::<u128>());
-        let me = NodeDescriptor {
-            node_id: 1,
-            ..self.descriptor()
-        };
-        let id = Ident {
-            cluster_id: cluster_id.clone(),
-            node_id: 1,
-            nodes: vec![me.clone()],
-        };
+        let me = NodeDescriptor { node_id: 1, ..self.descriptor() };
+        let id = Ident { cluster_id: cluster_id.clone(), node_id: 1, nodes: vec![me.clone()] };
         self.save_identity(&id).await.map_err(|e| e.to_string())?;
         self.adopt_identity(id);
         let (s, e) = keys::system_span();
@@ -325,18 +243,11 @@ impl Node {
             range_id: SYSTEM_RANGE_ID,
             start_key: s,
             end_key: e.clone(),
-            replicas: vec![ReplicaDescriptor {
-                replica_id: 1,
-                node_id: 1,
-                kind: ReplicaKind::Voter,
-            }],
+            replicas: vec![ReplicaDescriptor { replica_id: 1, node_id: 1, kind: ReplicaKind::Voter }],
             generation: 1,
             table_id: None,
         };
-        self.store
-            .create_range(desc.clone(), 1, &[(1, 1)])
-            .await
-            .map_err(|e| e.to_string())?;
+        self.store.create_range(desc.clone(), 1, &[(1, 1)]).await.map_err(|e| e.to_string())?;
         let me_arc = self.self_arc().ok_or("node stopping")?;
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut t = Txn::new(me_arc, deadline, None);
@@ -355,29 +266,13 @@ impl Node {
         self.me.upgrade()
     }
 
-    async fn admit(
-        &self,
-        addr: String,
-        http_addr: String,
-        locality: Vec<(String, String)>,
-    ) -> Result<AdminResponse, KvError> {
-        let cluster_id = self
-            .cluster_id()
-            .ok_or_else(|| KvError::Unavailable("this node has not joined a cluster yet".into()))?;
-        let me = self
-            .self_arc()
-            .ok_or_else(|| KvError::Unavailable("node stopping".into()))?;
+    async fn admit(&self, addr: String, http_addr: String, locality: Vec<(String, String)>) -> Result<AdminResponse, KvError> {
+        let cluster_id = self.cluster_id().ok_or_else(|| KvError::Unavailable("this node has not joined a cluster yet".into()))?;
+        let me = self.self_arc().ok_or_else(|| KvError::Unavailable("node stopping".into()))?;
         let deadline = Instant::now() + Duration::from_secs(10);
         // A node restarted on a wiped store joins again under a new id; ids are never reused.
-        let node_id = allocate_ids(&me, "node", 1, deadline)
-            .await
-            .map_err(sql_to_kv)?;
-        let desc = NodeDescriptor {
-            node_id,
-            addr,
-            http_addr,
-            locality,
-        };
+        let node_id = allocate_ids(&me, "node", 1, deadline).await.map_err(sql_to_kv)?;
+        let desc = NodeDescriptor { node_id, addr, http_addr, locality };
         let mut t = Txn::new(me.clone(), deadline, None);
         t.put(keys::node_key(node_id), admin::encode(&desc));
         t.commit().await.map_err(sql_to_kv)?;
@@ -387,11 +282,7 @@ impl Node {
             nodes.push(self.descriptor());
         }
         tracing::info!(node = node_id, "node admitted");
-        Ok(AdminResponse::Joined {
-            cluster_id,
-            node_id,
-            nodes,
-        })
+        Ok(AdminResponse::Joined { cluster_id, node_id, nodes })
     }
 
     async fn try_join(&self) {
@@ -401,29 +292,12 @@ impl Node {
                 http_addr: self.cfg.http_addr.clone(),
                 locality: self.cfg.locality.clone(),
             };
-            let frame = Frame {
-                service: Service::Admin,
-                range_id: 0,
-                body: admin::encode(&req),
-            };
-            let Ok(b) = self
-                .transport
-                .call_addr(addr, frame, Duration::from_secs(12))
-                .await
-            else {
+            let frame = Frame { service: Service::Admin, range_id: 0, body: admin::encode(&req) };
+            let Ok(b) = self.transport.call_addr(addr, frame, Duration::from_secs(12)).await else {
                 continue;
             };
-            if let Ok(AdminResponse::Joined {
-                cluster_id,
-                node_id,
-                nodes,
-            }) = admin::decode(&b)
-            {
-                let id = Ident {
-                    cluster_id,
-                    node_id,
-                    nodes,
-                };
+            if let Ok(AdminResponse::Joined { cluster_id, node_id, nodes }) = admin::decode(&b) {
+                let id = Ident { cluster_id, node_id, nodes };
                 if self.save_identity(&id).await.is_ok() && self.cluster_id().is_none() {
                     tracing::info!(node = node_id, via = %addr, "joined cluster");
                     self.adopt_identity(id);
@@ -457,16 +331,8 @@ impl Node {
 
     async fn discover_from_peers(&self) {
         for addr in self.cfg.join.iter().filter(|a| **a != self.cfg.listen_addr) {
-            let frame = Frame {
-                service: Service::Admin,
-                range_id: 0,
-                body: admin::encode(&AdminRequest::NodeInfo),
-            };
-            if let Ok(b) = self
-                .transport
-                .call_addr(addr, frame, Duration::from_secs(1))
-                .await
-            {
+            let frame = Frame { service: Service::Admin, range_id: 0, body: admin::encode(&AdminRequest::NodeInfo) };
+            if let Ok(b) = self.transport.call_addr(addr, frame, Duration::from_secs(1)).await {
                 if let Ok(AdminResponse::Info { nodes, .. }) = admin::decode(&b) {
                     self.learn_nodes(&nodes);
                 }
@@ -475,27 +341,19 @@ impl Node {
     }
 
     async fn refresh_nodes(&self, announced: &mut bool) -> Result<(), SqlError> {
-        let me = self
-            .self_arc()
-            .ok_or_else(|| SqlError::Kv(KvError::Unavailable("stopping".into())))?;
+        let me = self.self_arc().ok_or_else(|| SqlError::Kv(KvError::Unavailable("stopping".into())))?;
         let deadline = Instant::now() + Duration::from_secs(3);
         let (s, e) = keys::node_span();
         let mut t = Txn::new(me.clone(), deadline, None);
         let rows = t.scan(&s, &e, 0).await?;
-        let nodes: Vec<NodeDescriptor> = rows
-            .iter()
-            .filter_map(|(_, v)| admin::decode(v).ok())
-            .collect();
+        let nodes: Vec<NodeDescriptor> = rows.iter().filter_map(|(_, v)| admin::decode(v).ok()).collect();
         self.learn_nodes(&nodes);
         if !*announced {
             // Record our current address and locality (they may change across restarts).
             let mine = nodes.iter().find(|n| n.node_id == self.node_id());
             if mine != Some(&self.descriptor()) {
                 let mut t = Txn::new(me.clone(), deadline, None);
-                t.put(
-                    keys::node_key(self.node_id()),
-                    admin::encode(&self.descriptor()),
-                );
+                t.put(keys::node_key(self.node_id()), admin::encode(&self.descriptor()));
                 t.commit().await?;
             }
             *announced = true;
@@ -514,12 +372,7 @@ impl Node {
 
     /// Brings every range this node leads up to three voters (or as many nodes as are live).
     async fn replicate_queue(&self) {
-        let leading: Vec<_> = self
-            .store
-            .replicas()
-            .into_iter()
-            .filter(|r| r.group().is_leader())
-            .collect();
+        let leading: Vec<_> = self.store.replicas().into_iter().filter(|r| r.group().is_leader()).collect();
         if leading.is_empty() {
             return;
         }
@@ -527,26 +380,12 @@ impl Node {
         for r in leading {
             let st = r.group().status();
             let desired = meridian_placement::desired_voters(live.len());
-            let kept_voters = st
-                .members
-                .iter()
-                .filter(|m| m.voter && !self.is_dead(m.node_id))
-                .count();
+            let kept_voters = st.members.iter().filter(|m| m.voter && !self.is_dead(m.node_id)).count();
             if kept_voters >= desired {
                 // Enough replicas elsewhere: drop the ones on dead nodes.
                 for m in st.members.iter().filter(|m| self.is_dead(m.node_id)) {
-                    tracing::info!(
-                        range = st.range_id,
-                        replica = m.replica_id,
-                        node = m.node_id,
-                        "removing replica on dead node"
-                    );
-                    match tokio::time::timeout(
-                        Duration::from_secs(10),
-                        r.group().remove_member(m.replica_id),
-                    )
-                    .await
-                    {
+                    tracing::info!(range = st.range_id, replica = m.replica_id, node = m.node_id, "removing replica on dead node");
+                    match tokio::time::timeout(Duration::from_secs(10), r.group().remove_member(m.replica_id)).await {
                         Ok(Ok(())) => {
                             let _ = self.publish_replicas(&r).await;
                         }
@@ -560,17 +399,12 @@ impl Node {
             let known = self.router.nodes();
             let cand = |id: NodeId| meridian_placement::Candidate {
                 node_id: id,
-                locality: known
-                    .iter()
-                    .find(|n| n.node_id == id)
-                    .map(|n| n.locality.clone())
-                    .unwrap_or_default(),
+                locality: known.iter().find(|n| n.node_id == id).map(|n| n.locality.clone()).unwrap_or_default(),
                 replica_count: 0,
             };
             let existing: Vec<_> = st.members.iter().map(|m| cand(m.node_id)).collect();
             let candidates: Vec<_> = live.iter().map(|n| cand(*n)).collect();
-            let Some(target) = meridian_placement::choose_new_replica(&existing, &candidates)
-            else {
+            let Some(target) = meridian_placement::choose_new_replica(&existing, &candidates) else {
                 continue;
             };
             let Some(me) = self.self_arc() else { return };
@@ -578,18 +412,8 @@ impl Node {
             let Ok(replica_id) = allocate_ids(&me, "replica", 1, deadline).await else {
                 continue;
             };
-            tracing::info!(
-                range = st.range_id,
-                replica = replica_id,
-                node = target,
-                "adding replica"
-            );
-            match tokio::time::timeout(
-                Duration::from_secs(30),
-                r.group().add_voter(replica_id, target),
-            )
-            .await
-            {
+            tracing::info!(range = st.range_id, replica = replica_id, node = target, "adding replica");
+            match tokio::time::timeout(Duration::from_secs(30), r.group().add_voter(replica_id, target)).await {
                 Ok(Ok(())) => {
                     if let Err(e) = self.publish_replicas(&r).await {
                         tracing::warn!(range = st.range_id, error = %e, "could not publish new replica set");
@@ -615,18 +439,12 @@ impl Node {
             .map(|m| ReplicaDescriptor {
                 replica_id: m.replica_id,
                 node_id: m.node_id,
-                kind: if m.voter {
-                    ReplicaKind::Voter
-                } else {
-                    ReplicaKind::NonVoter
-                },
+                kind: if m.voter { ReplicaKind::Voter } else { ReplicaKind::NonVoter },
             })
             .collect();
         desc.generation += 1;
         r.set_descriptor(desc.clone()).await?;
-        let me = self
-            .self_arc()
-            .ok_or_else(|| SqlError::Kv(KvError::Unavailable("stopping".into())))?;
+        let me = self.self_arc().ok_or_else(|| SqlError::Kv(KvError::Unavailable("stopping".into())))?;
         let mut t = Txn::new(me, Instant::now() + Duration::from_secs(5), None);
         let key = keys::meta_key(&desc.end_key);
         // A dropped table's meta record is gone: do not resurrect it.
@@ -638,46 +456,25 @@ impl Node {
     }
 
     async fn handle_admin(&self, _from: NodeId, req: AdminRequest) -> AdminResponse {
-        let err = |e: KvError| AdminResponse::Error {
-            message: e.to_string(),
-            kv: Some(e),
-        };
+        let err = |e: KvError| AdminResponse::Error { message: e.to_string(), kv: Some(e) };
         match req {
             AdminRequest::Bootstrap => match self.bootstrap().await {
                 Ok(()) => AdminResponse::Ok,
-                Err(m) => AdminResponse::Error {
-                    message: m,
-                    kv: None,
-                },
+                Err(m) => AdminResponse::Error { message: m, kv: None },
             },
-            AdminRequest::Join {
-                addr,
-                http_addr,
-                locality,
-            } => self
-                .admit(addr, http_addr, locality)
-                .await
-                .unwrap_or_else(err),
-            AdminRequest::NodeInfo => AdminResponse::Info {
-                cluster_id: self.cluster_id(),
-                node_id: self.node_id(),
-                nodes: self.router.nodes(),
-            },
+            AdminRequest::Join { addr, http_addr, locality } => self.admit(addr, http_addr, locality).await.unwrap_or_else(err),
+            AdminRequest::NodeInfo => {
+                AdminResponse::Info { cluster_id: self.cluster_id(), node_id: self.node_id(), nodes: self.router.nodes() }
+            }
             AdminRequest::Ping => AdminResponse::Ok,
-            AdminRequest::CreateRange {
-                desc,
-                replica_id,
-                members,
-            } => match self.store.create_range(desc, replica_id, &members).await {
+            AdminRequest::CreateRange { desc, replica_id, members } => match self.store.create_range(desc, replica_id, &members).await {
                 Ok(_) => AdminResponse::Ok,
                 Err(e) => err(e),
             },
-            AdminRequest::DestroyReplica { range_id } => {
-                match self.store.host().destroy(range_id).await {
-                    Ok(()) => AdminResponse::Ok,
-                    Err(e) => err(KvError::Internal(e.to_string())),
-                }
-            }
+            AdminRequest::DestroyReplica { range_id } => match self.store.host().destroy(range_id).await {
+                Ok(()) => AdminResponse::Ok,
+                Err(e) => err(KvError::Internal(e.to_string())),
+            },
         }
     }
 }
@@ -709,10 +506,7 @@ impl Handler for NodeHandler {
                 Service::Admin => {
                     let resp = match admin::decode::<AdminRequest>(&frame.body) {
                         Ok(req) => node.handle_admin(from, req).await,
-                        Err(e) => AdminResponse::Error {
-                            message: e.to_string(),
-                            kv: None,
-                        },
+                        Err(e) => AdminResponse::Error { message: e.to_string(), kv: None },
                     };
                     admin::encode(&resp)
                 }

@@ -41,14 +41,7 @@ pub struct Router {
 
 pub fn system_descriptor() -> RangeDescriptor {
     let (s, e) = keys::system_span();
-    RangeDescriptor {
-        range_id: SYSTEM_RANGE_ID,
-        start_key: s,
-        end_key: e,
-        replicas: vec![],
-        generation: 0,
-        table_id: None,
-    }
+    RangeDescriptor { range_id: SYSTEM_RANGE_ID, start_key: s, end_key: e, replicas: vec![], generation: 0, table_id: None }
 }
 
 impl Router {
@@ -79,44 +72,26 @@ impl Router {
     }
 
     pub fn nodes(&self) -> Vec<NodeDescriptor> {
-        self.nodes
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect()
+        self.nodes.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
     }
 
     pub fn leaseholder_hint(&self, range: u64) -> Option<NodeId> {
-        self.leaseholders
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&range)
-            .copied()
+        self.leaseholders.read().unwrap_or_else(|e| e.into_inner()).get(&range).copied()
     }
 
     fn note_leaseholder(&self, range: u64, node: NodeId) {
-        self.leaseholders
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(range, node);
+        self.leaseholders.write().unwrap_or_else(|e| e.into_inner()).insert(range, node);
     }
 
     pub fn evict(&self, desc: &RangeDescriptor) {
-        self.cache
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&desc.end_key);
+        self.cache.write().unwrap_or_else(|e| e.into_inner()).remove(&desc.end_key);
     }
 
     /// Forgets every cached range of a table (dropped or recreated).
     pub fn evict_span(&self, start: &[u8], end: &[u8]) {
         let mut c = self.cache.write().unwrap_or_else(|e| e.into_inner());
-        let doomed: Vec<_> = c
-            .range(keys::key_next(start)..)
-            .take_while(|(_, r)| r.desc.start_key.as_slice() < end)
-            .map(|(k, _)| k.clone())
-            .collect();
+        let doomed: Vec<_> =
+            c.range(keys::key_next(start)..).take_while(|(_, r)| r.desc.start_key.as_slice() < end).map(|(k, _)| k.clone()).collect();
         for k in doomed {
             c.remove(&k);
         }
@@ -127,13 +102,7 @@ impl Router {
         if key < [TABLE_PREFIX].as_slice() {
             return Ok(system_descriptor());
         }
-        if let Some((_, r)) = self
-            .cache
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .range(keys::key_next(key)..)
-            .next()
-        {
+        if let Some((_, r)) = self.cache.read().unwrap_or_else(|e| e.into_inner()).range(keys::key_next(key)..).next() {
             if r.desc.contains_key(key) {
                 return Ok(r.desc.clone());
             }
@@ -144,11 +113,7 @@ impl Router {
             range_id: SYSTEM_RANGE_ID,
             ts: None,
             uncertainty_limit: None,
-            ops: vec![ReadOp::Scan {
-                start,
-                end,
-                limit: 1,
-            }],
+            ops: vec![ReadOp::Scan { start, end, limit: 1 }],
         });
         let resp = self.send(&system_descriptor(), req, deadline).await?;
         let KvResponse::Read(r) = resp else {
@@ -164,10 +129,7 @@ impl Router {
         if !desc.contains_key(key) {
             return Err(KvError::RangeNotFound { range_id: 0 });
         }
-        self.cache
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(desc.end_key.clone(), CachedRange { desc: desc.clone() });
+        self.cache.write().unwrap_or_else(|e| e.into_inner()).insert(desc.end_key.clone(), CachedRange { desc: desc.clone() });
         Ok(desc)
     }
 
@@ -197,16 +159,10 @@ impl Router {
     /// Sends `req` to the leaseholder of `desc`'s range, following hints and retrying until the
     /// deadline. Routing errors that mean "the range is not what you think" are returned so the
     /// caller can look the key up again; the cache entry is dropped first.
-    pub async fn send(
-        &self,
-        desc: &RangeDescriptor,
-        req: KvRequest,
-        deadline: Instant,
-    ) -> Result<KvResponse, KvError> {
+    pub async fn send(&self, desc: &RangeDescriptor, req: KvRequest, deadline: Instant) -> Result<KvResponse, KvError> {
         let is_write = matches!(req, KvRequest::Write(_));
         let frame_body = admin::encode(&req);
-        let mut last_err =
-            KvError::Unavailable(format!("range r{}: no replica reachable", desc.range_id));
+        let mut last_err = KvError::Unavailable(format!("range r{}: no replica reachable", desc.range_id));
         let mut backoff = Duration::from_millis(20);
         let mut not_found = 0;
         loop {
@@ -228,14 +184,9 @@ impl Router {
                         Err(_) => Err(NetError::Timeout(node)),
                     }
                 } else {
-                    let frame = Frame {
-                        service: Service::Kv,
-                        range_id: desc.range_id,
-                        body: frame_body.clone(),
-                    };
+                    let frame = Frame { service: Service::Kv, range_id: desc.range_id, body: frame_body.clone() };
                     match self.transport.call(node, frame, attempt).await {
-                        Ok(b) => admin::decode::<KvResponse>(&b)
-                            .map_err(|e| NetError::Unreachable(node, e.to_string())),
+                        Ok(b) => admin::decode::<KvResponse>(&b).map_err(|e| NetError::Unreachable(node, e.to_string())),
                         Err(e) => Err(e),
                     }
                 };
@@ -245,10 +196,7 @@ impl Router {
                             self.note_leaseholder(desc.range_id, l);
                             queue.insert(0, l);
                         }
-                        last_err = KvError::Unavailable(format!(
-                            "range r{} has no leaseholder yet",
-                            desc.range_id
-                        ));
+                        last_err = KvError::Unavailable(format!("range r{} has no leaseholder yet", desc.range_id));
                     }
                     Ok(KvResponse::Error(e @ KvError::RangeNotFound { .. })) => {
                         // This node has no replica; others may. Only give up when none has it.
@@ -259,9 +207,7 @@ impl Router {
                         self.evict(desc);
                         return Err(e);
                     }
-                    Ok(KvResponse::Error(KvError::Unavailable(m))) => {
-                        last_err = KvError::Unavailable(m)
-                    }
+                    Ok(KvResponse::Error(KvError::Unavailable(m))) => last_err = KvError::Unavailable(m),
                     Ok(KvResponse::Error(e)) => {
                         self.note_leaseholder(desc.range_id, node);
                         return Err(e);
@@ -271,26 +217,17 @@ impl Router {
                         return Ok(r);
                     }
                     Err(NetError::Timeout(_)) if is_write => {
-                        return Err(KvError::Ambiguous(format!(
-                            "leaseholder n{node} of r{} did not answer",
-                            desc.range_id
-                        )));
+                        return Err(KvError::Ambiguous(format!("leaseholder n{node} of r{} did not answer", desc.range_id)));
                     }
                     Err(NetError::Unreachable(_, m)) if is_write && m.contains("lost") => {
-                        return Err(KvError::Ambiguous(format!(
-                            "connection to n{node} lost during a write"
-                        )));
+                        return Err(KvError::Ambiguous(format!("connection to n{node} lost during a write")));
                     }
-                    Err(e) => {
-                        last_err = KvError::Unavailable(format!("range r{}: {e}", desc.range_id))
-                    }
+                    Err(e) => last_err = KvError::Unavailable(format!("range r{}: {e}", desc.range_id)),
                 }
             }
             if not_found > 0 && not_found >= tried.len() {
                 self.evict(desc);
-                return Err(KvError::RangeNotFound {
-                    range_id: desc.range_id,
-                });
+                return Err(KvError::RangeNotFound { range_id: desc.range_id });
             }
             not_found = 0;
             if Instant::now() + backoff >= deadline {

@@ -18,12 +18,8 @@ use crate::node::Node;
 use meridian_raft_glue::{Frame, Service, Transport};
 use meridian_sql::{DatabaseDesc, SqlError, TableDesc, TxnClient};
 use meridian_types::keys::{self, KEY_MAX};
-use meridian_types::kv::{
-    KvRequest, KvResponse, ReadOp, ReadRequest, ReadResult, Span, Write, WriteRequest,
-};
-use meridian_types::{
-    KvError, RangeDescriptor, RangeId, ReplicaDescriptor, ReplicaKind, SYSTEM_RANGE_ID, Timestamp,
-};
+use meridian_types::kv::{KvRequest, KvResponse, ReadOp, ReadRequest, ReadResult, Span, Write, WriteRequest};
+use meridian_types::{KvError, RangeDescriptor, RangeId, ReplicaDescriptor, ReplicaKind, SYSTEM_RANGE_ID, Timestamp};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,27 +38,15 @@ pub struct Txn {
 
 impl Txn {
     pub fn new(node: Arc<Node>, deadline: Instant, read_ts: Option<Timestamp>) -> Txn {
-        Txn {
-            node,
-            deadline,
-            read_ts,
-            writes: BTreeMap::new(),
-            reads: Vec::new(),
-            timestamp: None,
-        }
+        Txn { node, deadline, read_ts, writes: BTreeMap::new(), reads: Vec::new(), timestamp: None }
     }
 
     fn uncertainty(&self) -> Option<Timestamp> {
-        self.read_ts
-            .map(|t| t.add_nanos(self.node.hlc.max_offset_ns()))
+        self.read_ts.map(|t| t.add_nanos(self.node.hlc.max_offset_ns()))
     }
 
     /// Reads through the router, re-resolving the range when it moved or split.
-    async fn read(
-        &mut self,
-        key: &[u8],
-        op: ReadOp,
-    ) -> Result<(RangeDescriptor, ReadResult), KvError> {
+    async fn read(&mut self, key: &[u8], op: ReadOp) -> Result<(RangeDescriptor, ReadResult), KvError> {
         loop {
             let desc = self.node.router.lookup(key, self.deadline).await?;
             let req = KvRequest::Read(ReadRequest {
@@ -77,11 +61,7 @@ impl Txn {
                         self.read_ts = Some(r.ts);
                     }
                     self.node.hlc.update(r.ts);
-                    let res = r
-                        .results
-                        .into_iter()
-                        .next()
-                        .ok_or_else(|| KvError::Internal("empty read".into()))?;
+                    let res = r.results.into_iter().next().ok_or_else(|| KvError::Internal("empty read".into()))?;
                     return Ok((desc, res));
                 }
                 Ok(_) => return Err(KvError::Internal("unexpected response".into())),
@@ -107,11 +87,7 @@ impl Txn {
                 "this transaction writes to more than one range; multi-range transactions are not supported yet, so nothing was written",
             ));
         }
-        if let Some((r, _)) = self
-            .reads
-            .iter()
-            .find(|(r, _)| *r != desc.range_id && *r != SYSTEM_RANGE_ID)
-        {
+        if let Some((r, _)) = self.reads.iter().find(|(r, _)| *r != desc.range_id && *r != SYSTEM_RANGE_ID) {
             return Err(SqlError::user(
                 "0A000",
                 format!(
@@ -120,40 +96,22 @@ impl Txn {
                 ),
             ));
         }
-        let read_spans = self
-            .reads
-            .iter()
-            .filter(|(r, _)| *r == desc.range_id)
-            .map(|(_, s)| s.clone())
-            .collect();
-        let writes = std::mem::take(&mut self.writes)
-            .into_iter()
-            .map(|(key, value)| Write { key, value })
-            .collect();
-        let req = KvRequest::Write(WriteRequest {
-            range_id: desc.range_id,
-            read_ts: self.read_ts,
-            read_spans,
-            writes,
-        });
+        let read_spans = self.reads.iter().filter(|(r, _)| *r == desc.range_id).map(|(_, s)| s.clone()).collect();
+        let writes = std::mem::take(&mut self.writes).into_iter().map(|(key, value)| Write { key, value }).collect();
+        let req = KvRequest::Write(WriteRequest { range_id: desc.range_id, read_ts: self.read_ts, read_spans, writes });
         match self.node.router.send(&desc, req, self.deadline).await? {
             KvResponse::Write(w) => {
                 self.node.hlc.update(w.commit_ts);
                 self.timestamp = Some(w.commit_ts);
                 Ok(w.commit_ts)
             }
-            _ => Err(SqlError::Kv(KvError::Internal(
-                "unexpected response".into(),
-            ))),
+            _ => Err(SqlError::Kv(KvError::Internal("unexpected response".into()))),
         }
     }
 
     // ---- catalog: one system-range transaction per operation ----
 
-    async fn sys_get<T: for<'a> serde::Deserialize<'a>>(
-        &self,
-        key: Vec<u8>,
-    ) -> Result<Option<T>, SqlError> {
+    async fn sys_get<T: for<'a> serde::Deserialize<'a>>(&self, key: Vec<u8>) -> Result<Option<T>, SqlError> {
         let mut t = Txn::new(self.node.clone(), self.deadline, None);
         match t.get(&key).await? {
             Some(b) => Ok(Some(admin::decode(&b)?)),
@@ -161,23 +119,16 @@ impl Txn {
         }
     }
 
-    async fn sys_scan<T: for<'a> serde::Deserialize<'a>>(
-        &self,
-        start: Vec<u8>,
-        end: Vec<u8>,
-    ) -> Result<Vec<T>, SqlError> {
+    async fn sys_scan<T: for<'a> serde::Deserialize<'a>>(&self, start: Vec<u8>, end: Vec<u8>) -> Result<Vec<T>, SqlError> {
         let mut t = Txn::new(self.node.clone(), self.deadline, None);
         let rows = t.scan(&start, &end, 0).await?;
-        rows.iter()
-            .map(|(_, v)| admin::decode(v).map_err(SqlError::Kv))
-            .collect()
+        rows.iter().map(|(_, v)| admin::decode(v).map_err(SqlError::Kv)).collect()
     }
 
     /// Runs `f` as a system-range transaction, retrying on conflicts until the deadline.
     async fn sys_txn<F>(&self, mut f: F) -> Result<(), SqlError>
     where
-        F: for<'t> FnMut(&'t mut Txn) -> futures::future::BoxFuture<'t, Result<(), SqlError>>
-            + Send,
+        F: for<'t> FnMut(&'t mut Txn) -> futures::future::BoxFuture<'t, Result<(), SqlError>> + Send,
     {
         loop {
             let mut t = Txn::new(self.node.clone(), self.deadline, None);
@@ -196,12 +147,7 @@ impl Txn {
 }
 
 /// Allocates `n` consecutive ids from the named counter; returns the first.
-pub async fn allocate_ids(
-    node: &Arc<Node>,
-    counter: &str,
-    n: u64,
-    deadline: Instant,
-) -> Result<u64, SqlError> {
+pub async fn allocate_ids(node: &Arc<Node>, counter: &str, n: u64, deadline: Instant) -> Result<u64, SqlError> {
     let key = keys::counter_key(counter);
     loop {
         let mut t = Txn::new(node.clone(), deadline, None);
@@ -225,18 +171,13 @@ impl TxnClient for Txn {
 
     async fn create_database(&mut self, name: &str) -> Result<(), SqlError> {
         let key = keys::database_key(name);
-        let desc = DatabaseDesc {
-            name: name.to_string(),
-        };
+        let desc = DatabaseDesc { name: name.to_string() };
         self.sys_txn(move |t| {
             let key = key.clone();
             let desc = desc.clone();
             Box::pin(async move {
                 if t.get(&key).await?.is_some() {
-                    return Err(SqlError::user(
-                        "42P04",
-                        format!("database \"{}\" already exists", desc.name),
-                    ));
+                    return Err(SqlError::user("42P04", format!("database \"{}\" already exists", desc.name)));
                 }
                 t.put(key, admin::encode(&desc));
                 Ok(())
@@ -278,10 +219,7 @@ impl TxnClient for Txn {
     async fn create_table(&mut self, mut desc: TableDesc) -> Result<TableDesc, SqlError> {
         let key = keys::table_desc_key(&desc.db, &desc.name);
         if self.sys_get::<TableDesc>(key.clone()).await?.is_some() {
-            return Err(SqlError::user(
-                "42P07",
-                format!("relation \"{}\" already exists", desc.name),
-            ));
+            return Err(SqlError::user("42P07", format!("relation \"{}\" already exists", desc.name)));
         }
         let node = self.node.clone();
         let deadline = self.deadline;
@@ -295,11 +233,7 @@ impl TxnClient for Txn {
         let replicas: Vec<ReplicaDescriptor> = nodes
             .iter()
             .enumerate()
-            .map(|(i, n)| ReplicaDescriptor {
-                replica_id: first_replica + i as u64,
-                node_id: *n,
-                kind: ReplicaKind::Voter,
-            })
+            .map(|(i, n)| ReplicaDescriptor { replica_id: first_replica + i as u64, node_id: *n, kind: ReplicaKind::Voter })
             .collect();
         let (start, end) = keys::table_span(desc.id);
         let rdesc = RangeDescriptor {
@@ -314,24 +248,15 @@ impl TxnClient for Txn {
         // Create the range first, then publish the descriptor: a table is never visible
         // without its range.
         let founder = replicas[0].clone();
-        let req = AdminRequest::CreateRange {
-            desc: rdesc.clone(),
-            replica_id: founder.replica_id,
-            members,
-        };
-        node.admin_call(founder.node_id, req, Duration::from_secs(15))
-            .await?;
+        let req = AdminRequest::CreateRange { desc: rdesc.clone(), replica_id: founder.replica_id, members };
+        node.admin_call(founder.node_id, req, Duration::from_secs(15)).await?;
         let meta_key = keys::meta_key(&end);
         let tdesc = desc.clone();
         self.sys_txn(move |t| {
-            let (key, meta_key, tdesc, rdesc) =
-                (key.clone(), meta_key.clone(), tdesc.clone(), rdesc.clone());
+            let (key, meta_key, tdesc, rdesc) = (key.clone(), meta_key.clone(), tdesc.clone(), rdesc.clone());
             Box::pin(async move {
                 if t.get(&key).await?.is_some() {
-                    return Err(SqlError::user(
-                        "42P07",
-                        format!("relation \"{}\" already exists", tdesc.name),
-                    ));
+                    return Err(SqlError::user("42P07", format!("relation \"{}\" already exists", tdesc.name)));
                 }
                 t.put(key, admin::encode(&tdesc));
                 t.put(meta_key, admin::encode(&rdesc));
@@ -346,10 +271,7 @@ impl TxnClient for Txn {
     async fn drop_table(&mut self, db: &str, name: &str) -> Result<(), SqlError> {
         let key = keys::table_desc_key(db, name);
         let Some(desc) = self.sys_get::<TableDesc>(key.clone()).await? else {
-            return Err(SqlError::user(
-                "42P01",
-                format!("relation \"{name}\" does not exist"),
-            ));
+            return Err(SqlError::user("42P01", format!("relation \"{name}\" does not exist")));
         };
         let (start, end) = keys::table_span(desc.id);
         let meta_key = keys::meta_key(&end);
@@ -373,16 +295,7 @@ impl TxnClient for Txn {
                 }
             }
             for n in nodes {
-                let _ = self
-                    .node
-                    .admin_call(
-                        n,
-                        AdminRequest::DestroyReplica {
-                            range_id: rdesc.range_id,
-                        },
-                        Duration::from_secs(5),
-                    )
-                    .await;
+                let _ = self.node.admin_call(n, AdminRequest::DestroyReplica { range_id: rdesc.range_id }, Duration::from_secs(5)).await;
             }
         }
         Ok(())
@@ -400,57 +313,28 @@ impl TxnClient for Txn {
         }
     }
 
-    async fn scan(
-        &mut self,
-        start: &[u8],
-        end: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, SqlError> {
-        let buffered: Vec<_> = self
-            .writes
-            .range(start.to_vec()..end.to_vec())
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+    async fn scan(&mut self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, SqlError> {
+        let buffered: Vec<_> = self.writes.range(start.to_vec()..end.to_vec()).map(|(k, v)| (k.clone(), v.clone())).collect();
         // With buffered writes in the span, read everything so deletions cannot starve the limit.
         let store_limit = if buffered.is_empty() { limit } else { 0 };
         let mut rows: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         let mut cursor = start.to_vec();
         while cursor.as_slice() < end {
-            let page = if store_limit == 0 {
-                0
-            } else {
-                (store_limit - rows.len()) as u64
-            };
-            let (desc, res) = self
-                .read(
-                    &cursor,
-                    ReadOp::Scan {
-                        start: cursor.clone(),
-                        end: end.to_vec(),
-                        limit: page,
-                    },
-                )
-                .await
-                .or_else(|e| match e {
+            let page = if store_limit == 0 { 0 } else { (store_limit - rows.len()) as u64 };
+            let (desc, res) =
+                self.read(&cursor, ReadOp::Scan { start: cursor.clone(), end: end.to_vec(), limit: page }).await.or_else(|e| match e {
                     // A scan past the end of the last range simply ends.
-                    KvError::RangeNotFound { range_id: 0 }
-                        if cursor.as_slice() > [keys::TABLE_PREFIX].as_slice() =>
-                    {
-                        Ok((
-                            RangeDescriptor {
-                                range_id: 0,
-                                start_key: cursor.clone(),
-                                end_key: KEY_MAX.to_vec(),
-                                replicas: vec![],
-                                generation: 0,
-                                table_id: None,
-                            },
-                            ReadResult::Scan {
-                                rows: vec![],
-                                resume: None,
-                            },
-                        ))
-                    }
+                    KvError::RangeNotFound { range_id: 0 } if cursor.as_slice() > [keys::TABLE_PREFIX].as_slice() => Ok((
+                        RangeDescriptor {
+                            range_id: 0,
+                            start_key: cursor.clone(),
+                            end_key: KEY_MAX.to_vec(),
+                            replicas: vec![],
+                            generation: 0,
+                            table_id: None,
+                        },
+                        ReadResult::Scan { rows: vec![], resume: None },
+                    )),
                     e => Err(e),
                 })?;
             let span_end = end.min(desc.end_key.as_slice()).to_vec();
@@ -460,8 +344,7 @@ impl TxnClient for Txn {
             rows.extend(got);
             let read_to = resume.clone().unwrap_or_else(|| span_end.clone());
             if desc.range_id != 0 {
-                self.reads
-                    .push((desc.range_id, Span::new(cursor.clone(), read_to.clone())));
+                self.reads.push((desc.range_id, Span::new(cursor.clone(), read_to.clone())));
             }
             if store_limit != 0 && rows.len() >= store_limit {
                 rows.truncate(store_limit);
@@ -511,14 +394,7 @@ pub async fn admin_roundtrip(
     req: &AdminRequest,
     timeout: Duration,
 ) -> Result<AdminResponse, KvError> {
-    let frame = Frame {
-        service: Service::Admin,
-        range_id: 0,
-        body: admin::encode(req),
-    };
-    let b = transport
-        .call(node, frame, timeout)
-        .await
-        .map_err(|e| KvError::Unavailable(e.to_string()))?;
+    let frame = Frame { service: Service::Admin, range_id: 0, body: admin::encode(req) };
+    let b = transport.call(node, frame, timeout).await.map_err(|e| KvError::Unavailable(e.to_string()))?;
     admin::decode(&b)
 }

@@ -42,11 +42,7 @@ pub fn choose_new_replica(existing: &[Candidate], candidates: &[Candidate]) -> O
         .filter(|c| !existing.iter().any(|e| e.node_id == c.node_id))
         .min_by_key(|c| {
             // Score: the closest existing replica (most shared tiers) should be as far as possible.
-            let closeness = existing
-                .iter()
-                .map(|e| shared_tiers(&e.locality, &c.locality))
-                .max()
-                .unwrap_or(0);
+            let closeness = existing.iter().map(|e| shared_tiers(&e.locality, &c.locality)).max().unwrap_or(0);
             (closeness, c.replica_count, c.node_id)
         })
         .map(|c| c.node_id)
@@ -57,45 +53,22 @@ mod tests {
     use super::*;
 
     fn c(id: NodeId, region: &str, zone: &str, count: usize) -> Candidate {
-        Candidate {
-            node_id: id,
-            locality: vec![
-                ("region".into(), region.into()),
-                ("zone".into(), zone.into()),
-            ],
-            replica_count: count,
-        }
+        Candidate { node_id: id, locality: vec![("region".into(), region.into()), ("zone".into(), zone.into())], replica_count: count }
     }
 
     #[test]
     fn prefers_new_zone_then_new_region() {
         let existing = [c(1, "us", "us-a", 5)];
-        let cands = [
-            c(1, "us", "us-a", 5),
-            c(2, "us", "us-a", 0),
-            c(3, "us", "us-b", 9),
-        ];
-        assert_eq!(
-            choose_new_replica(&existing, &cands),
-            Some(3),
-            "different zone beats fewer replicas"
-        );
+        let cands = [c(1, "us", "us-a", 5), c(2, "us", "us-a", 0), c(3, "us", "us-b", 9)];
+        assert_eq!(choose_new_replica(&existing, &cands), Some(3), "different zone beats fewer replicas");
         let cands = [c(2, "us", "us-b", 0), c(3, "eu", "eu-a", 9)];
-        assert_eq!(
-            choose_new_replica(&existing, &cands),
-            Some(3),
-            "different region beats different zone"
-        );
+        assert_eq!(choose_new_replica(&existing, &cands), Some(3), "different region beats different zone");
     }
 
     #[test]
     fn ties_go_to_least_loaded_then_lowest_id() {
         let existing = [c(1, "us", "us-a", 0)];
-        let cands = [
-            c(4, "us", "us-b", 2),
-            c(3, "us", "us-c", 1),
-            c(2, "us", "us-d", 1),
-        ];
+        let cands = [c(4, "us", "us-b", 2), c(3, "us", "us-c", 1), c(2, "us", "us-d", 1)];
         assert_eq!(choose_new_replica(&existing, &cands), Some(2));
     }
 

@@ -50,9 +50,7 @@ pub struct Group {
     pub(crate) log: LogStore,
 }
 
-fn leader_node_of(
-    e: &openraft::error::ForwardToLeader<crate::types::TypeConfig>,
-) -> Option<NodeId> {
+fn leader_node_of(e: &openraft::error::ForwardToLeader<crate::types::TypeConfig>) -> Option<NodeId> {
     e.leader_node.as_ref().map(|n| n.node_id)
 }
 
@@ -74,11 +72,7 @@ impl Group {
     pub async fn propose(&self, cmd: Vec<u8>) -> Result<Vec<u8>, ProposeError> {
         match self.raft.client_write(Command(cmd)).await {
             Ok(resp) => Ok(resp.data.0),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(ProposeError::NotLeader {
-                    leader: leader_node_of(&f),
-                })
-            }
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(ProposeError::NotLeader { leader: leader_node_of(&f) }),
             Err(RaftError::APIError(e)) => Err(ProposeError::Unavailable(e.to_string())),
             Err(RaftError::Fatal(f)) => Err(ProposeError::Fatal(f.to_string())),
         }
@@ -88,33 +82,17 @@ impl Group {
     /// call: reads served after it are linearizable. Uses the leader lease when it is valid (no
     /// round trip) and falls back to a quorum round (read index) when it is not.
     pub async fn read_barrier(&self) -> Result<(), ProposeError> {
-        let map = |e: RaftError<
-            crate::types::TypeConfig,
-            LinearizableReadError<crate::types::TypeConfig>,
-        >| match e {
-            RaftError::APIError(LinearizableReadError::ForwardToLeader(f)) => {
-                ProposeError::NotLeader {
-                    leader: leader_node_of(&f),
-                }
-            }
+        let map = |e: RaftError<crate::types::TypeConfig, LinearizableReadError<crate::types::TypeConfig>>| match e {
+            RaftError::APIError(LinearizableReadError::ForwardToLeader(f)) => ProposeError::NotLeader { leader: leader_node_of(&f) },
             RaftError::APIError(e) => ProposeError::Unavailable(e.to_string()),
             RaftError::Fatal(f) => ProposeError::Fatal(f.to_string()),
         };
         match self.raft.ensure_linearizable(ReadPolicy::LeaseRead).await {
             Ok(_) => Ok(()),
-            Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f)))
-                if f.leader_id.is_some() && !self.raft.is_leader() =>
-            {
-                Err(ProposeError::NotLeader {
-                    leader: leader_node_of(&f),
-                })
+            Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) if f.leader_id.is_some() && !self.raft.is_leader() => {
+                Err(ProposeError::NotLeader { leader: leader_node_of(&f) })
             }
-            Err(_) => self
-                .raft
-                .ensure_linearizable(ReadPolicy::ReadIndex)
-                .await
-                .map(|_| ())
-                .map_err(map),
+            Err(_) => self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await.map(|_| ()).map_err(map),
         }
     }
 
@@ -131,20 +109,9 @@ impl Group {
         let m = self.raft.metrics().borrow_watched().clone();
         let membership = m.membership_config.membership();
         let voters: BTreeSet<u64> = membership.voter_ids().collect();
-        let members: Vec<MemberInfo> = membership
-            .nodes()
-            .map(|(id, n)| MemberInfo {
-                replica_id: *id,
-                node_id: n.node_id,
-                voter: voters.contains(id),
-            })
-            .collect();
-        let leader_node = m.current_leader.and_then(|l| {
-            members
-                .iter()
-                .find(|x| x.replica_id == l)
-                .map(|x| x.node_id)
-        });
+        let members: Vec<MemberInfo> =
+            membership.nodes().map(|(id, n)| MemberInfo { replica_id: *id, node_id: n.node_id, voter: voters.contains(id) }).collect();
+        let leader_node = m.current_leader.and_then(|l| members.iter().find(|x| x.replica_id == l).map(|x| x.node_id));
         GroupStatus {
             range_id: self.range_id,
             replica_id: self.replica_id,
@@ -160,78 +127,37 @@ impl Group {
     /// Makes this replica's group a new cluster of `members` (replica id, node id). Done once,
     /// by the replica that creates a range.
     pub async fn initialize(&self, members: &[(ReplicaId, NodeId)]) -> Result<(), ProposeError> {
-        let m: BTreeMap<u64, ReplicaNode> = members
-            .iter()
-            .map(|(r, n)| (*r, ReplicaNode { node_id: *n }))
-            .collect();
-        self.raft
-            .initialize(m)
-            .await
-            .map_err(|e| ProposeError::Unavailable(e.to_string()))
+        let m: BTreeMap<u64, ReplicaNode> = members.iter().map(|(r, n)| (*r, ReplicaNode { node_id: *n })).collect();
+        self.raft.initialize(m).await.map_err(|e| ProposeError::Unavailable(e.to_string()))
     }
 
     /// Adds a replica on `node` as a learner, waits for it to catch up, then promotes it.
-    pub async fn add_voter(
-        &self,
-        replica_id: ReplicaId,
-        node_id: NodeId,
-    ) -> Result<(), ProposeError> {
-        let map = |e: RaftError<
-            crate::types::TypeConfig,
-            ClientWriteError<crate::types::TypeConfig>,
-        >| match e {
-            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ProposeError::NotLeader {
-                leader: leader_node_of(&f),
-            },
+    pub async fn add_voter(&self, replica_id: ReplicaId, node_id: NodeId) -> Result<(), ProposeError> {
+        let map = |e: RaftError<crate::types::TypeConfig, ClientWriteError<crate::types::TypeConfig>>| match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ProposeError::NotLeader { leader: leader_node_of(&f) },
             RaftError::APIError(e) => ProposeError::Unavailable(e.to_string()),
             RaftError::Fatal(f) => ProposeError::Fatal(f.to_string()),
         };
-        self.raft
-            .add_learner(replica_id, ReplicaNode { node_id }, true)
-            .await
-            .map_err(map)?;
-        self.raft
-            .change_membership(
-                ChangeMembers::AddVoterIds(BTreeSet::from([replica_id])),
-                false,
-            )
-            .await
-            .map_err(map)?;
+        self.raft.add_learner(replica_id, ReplicaNode { node_id }, true).await.map_err(map)?;
+        self.raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([replica_id])), false).await.map_err(map)?;
         Ok(())
     }
 
     /// Removes a replica from the group entirely.
     pub async fn remove_member(&self, replica_id: ReplicaId) -> Result<(), ProposeError> {
-        let map = |e: RaftError<
-            crate::types::TypeConfig,
-            ClientWriteError<crate::types::TypeConfig>,
-        >| ProposeError::Unavailable(e.to_string());
+        let map =
+            |e: RaftError<crate::types::TypeConfig, ClientWriteError<crate::types::TypeConfig>>| ProposeError::Unavailable(e.to_string());
         let ids = BTreeSet::from([replica_id]);
-        if self
-            .status()
-            .members
-            .iter()
-            .any(|m| m.replica_id == replica_id && m.voter)
-        {
-            self.raft
-                .change_membership(ChangeMembers::RemoveVoters(ids.clone()), false)
-                .await
-                .map_err(map)?;
+        if self.status().members.iter().any(|m| m.replica_id == replica_id && m.voter) {
+            self.raft.change_membership(ChangeMembers::RemoveVoters(ids.clone()), false).await.map_err(map)?;
         }
-        self.raft
-            .change_membership(ChangeMembers::RemoveNodes(ids), false)
-            .await
-            .map_err(map)?;
+        self.raft.change_membership(ChangeMembers::RemoveNodes(ids), false).await.map_err(map)?;
         Ok(())
     }
 
     /// Asks the leader to hand leadership to `replica_id`.
     pub async fn transfer_leader(&self, replica_id: ReplicaId) -> Result<(), ProposeError> {
-        self.raft
-            .trigger()
-            .transfer_leader(replica_id)
-            .await
-            .map_err(|e| ProposeError::Fatal(e.to_string()))
+        self.raft.trigger().transfer_leader(replica_id).await.map_err(|e| ProposeError::Fatal(e.to_string()))
     }
 
     /// Starts an election now (used when the caller knows the leader is gone).

@@ -33,12 +33,7 @@ pub struct RaftTimings {
 
 impl Default for RaftTimings {
     fn default() -> Self {
-        RaftTimings {
-            heartbeat_ms: 200,
-            election_min_ms: 1000,
-            election_max_ms: 2000,
-            snapshot_logs: 5000,
-        }
+        RaftTimings { heartbeat_ms: 200, election_min_ms: 1000, election_max_ms: 2000, snapshot_logs: 5000 }
     }
 }
 
@@ -55,12 +50,7 @@ pub struct RaftHost {
 }
 
 impl RaftHost {
-    pub fn new(
-        engine: Engine,
-        transport: Arc<dyn Transport>,
-        timings: RaftTimings,
-        factory: FsmFactory,
-    ) -> Arc<RaftHost> {
+    pub fn new(engine: Engine, transport: Arc<dyn Transport>, timings: RaftTimings, factory: FsmFactory) -> Arc<RaftHost> {
         Arc::new(RaftHost {
             engine,
             transport,
@@ -76,21 +66,11 @@ impl RaftHost {
     }
 
     pub fn group(&self, range: RangeId) -> Option<Arc<Group>> {
-        self.groups
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&range)
-            .cloned()
+        self.groups.read().unwrap_or_else(|e| e.into_inner()).get(&range).cloned()
     }
 
     pub fn groups(&self) -> Vec<Arc<Group>> {
-        let mut v: Vec<_> = self
-            .groups
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let mut v: Vec<_> = self.groups.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
         v.sort_by_key(|g| g.range_id);
         v
     }
@@ -114,21 +94,11 @@ impl RaftHost {
     }
 
     fn is_tombstoned(&self, range: RangeId) -> std::io::Result<bool> {
-        Ok(self
-            .engine
-            .get(
-                Cf::RaftMeta,
-                &range_local_key(range, range_local::TOMBSTONE),
-            )?
-            .is_some())
+        Ok(self.engine.get(Cf::RaftMeta, &range_local_key(range, range_local::TOMBSTONE))?.is_some())
     }
 
     /// Returns the group of `range`, creating replica `replica_id` here if the node has none.
-    pub async fn ensure_group(
-        &self,
-        range: RangeId,
-        replica_id: ReplicaId,
-    ) -> std::io::Result<Arc<Group>> {
+    pub async fn ensure_group(&self, range: RangeId, replica_id: ReplicaId) -> std::io::Result<Arc<Group>> {
         if let Some(g) = self.group(range) {
             return Ok(g);
         }
@@ -137,9 +107,7 @@ impl RaftHost {
             return Ok(g);
         }
         if self.is_tombstoned(range)? {
-            return Err(std::io::Error::other(format!(
-                "range r{range} was removed from this node"
-            )));
+            return Err(std::io::Error::other(format!("range r{range} was removed from this node")));
         }
         // Record the replica durably before it can vote or accept entries.
         let key = range_local_key(range, range_local::REPLICA_ID);
@@ -159,43 +127,21 @@ impl RaftHost {
             enable_pre_vote: Some(true),
             ..Default::default()
         };
-        let config = Arc::new(
-            config
-                .validate()
-                .map_err(|e| std::io::Error::other(e.to_string()))?,
-        );
+        let config = Arc::new(config.validate().map_err(|e| std::io::Error::other(e.to_string()))?);
         let fsm = (self.factory)(range, &self.engine);
         let log = LogStore::new(self.engine.clone(), range);
         let sm = StateMachine::new(self.engine.clone(), range, fsm.clone());
-        let net = NetworkFactory {
-            range_id: range,
-            transport: self.transport.clone(),
-        };
-        let raft = Raft::new(replica_id, config, net, log.clone(), sm)
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
-        let group = Arc::new(Group {
-            range_id: range,
-            replica_id,
-            raft,
-            fsm,
-            log,
-        });
-        self.groups
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(range, group.clone());
+        let net = NetworkFactory { range_id: range, transport: self.transport.clone() };
+        let raft = Raft::new(replica_id, config, net, log.clone(), sm).await.map_err(|e| std::io::Error::other(e.to_string()))?;
+        let group = Arc::new(Group { range_id: range, replica_id, raft, fsm, log });
+        self.groups.write().unwrap_or_else(|e| e.into_inner()).insert(range, group.clone());
         tracing::info!(range, replica = replica_id, "replica started");
         Ok(group)
     }
 
     /// Stops and deletes this node's replica of `range`, leaving a tombstone.
     pub async fn destroy(&self, range: RangeId) -> std::io::Result<()> {
-        let g = self
-            .groups
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&range);
+        let g = self.groups.write().unwrap_or_else(|e| e.into_inner()).remove(&range);
         let mut b = Batch::new();
         if let Some(g) = &g {
             g.shutdown().await;
@@ -205,19 +151,10 @@ impl RaftHost {
                 b.delete_range(&self.engine, Cf::Data, &lo, &hi);
             }
         }
-        for s in [
-            range_local::APPLIED,
-            range_local::MEMBERSHIP,
-            range_local::RANGE_STATE,
-        ] {
+        for s in [range_local::APPLIED, range_local::MEMBERSHIP, range_local::RANGE_STATE] {
             b.delete(&self.engine, Cf::RangeMeta, &range_local_key(range, s));
         }
-        b.put(
-            &self.engine,
-            Cf::RaftMeta,
-            &range_local_key(range, range_local::TOMBSTONE),
-            &[1],
-        );
+        b.put(&self.engine, Cf::RaftMeta, &range_local_key(range, range_local::TOMBSTONE), &[1]);
         self.engine.write_durable(b).await?;
         tracing::info!(range, "replica destroyed");
         Ok(())
@@ -253,44 +190,16 @@ impl RaftHost {
         }
         let err = |e: &dyn std::fmt::Display| RaftReply::Error(e.to_string());
         match msg {
-            RaftMsg::Append { req, .. } => group
-                .raft
-                .append_entries(req)
-                .await
-                .map(RaftReply::Append)
-                .unwrap_or_else(|e| err(&e)),
-            RaftMsg::Vote { req, .. } => group
-                .raft
-                .vote(req)
-                .await
-                .map(RaftReply::Vote)
-                .unwrap_or_else(|e| err(&e)),
-            RaftMsg::PreVote { req, .. } => group
-                .raft
-                .pre_vote(req)
-                .await
-                .map(RaftReply::Vote)
-                .unwrap_or_else(|e| err(&e)),
-            RaftMsg::Snapshot {
-                vote, meta, data, ..
-            } => {
-                let snap = openraft::alias::SnapshotOf::<crate::types::TypeConfig, Vec<u8>> {
-                    meta,
-                    snapshot: data,
-                };
-                group
-                    .raft
-                    .install_full_snapshot(vote, snap)
-                    .await
-                    .map(RaftReply::Snapshot)
-                    .unwrap_or_else(|e| err(&e))
+            RaftMsg::Append { req, .. } => group.raft.append_entries(req).await.map(RaftReply::Append).unwrap_or_else(|e| err(&e)),
+            RaftMsg::Vote { req, .. } => group.raft.vote(req).await.map(RaftReply::Vote).unwrap_or_else(|e| err(&e)),
+            RaftMsg::PreVote { req, .. } => group.raft.pre_vote(req).await.map(RaftReply::Vote).unwrap_or_else(|e| err(&e)),
+            RaftMsg::Snapshot { vote, meta, data, .. } => {
+                let snap = openraft::alias::SnapshotOf::<crate::types::TypeConfig, Vec<u8>> { meta, snapshot: data };
+                group.raft.install_full_snapshot(vote, snap).await.map(RaftReply::Snapshot).unwrap_or_else(|e| err(&e))
             }
-            RaftMsg::TransferLeader { req, .. } => group
-                .raft
-                .handle_transfer_leader(req)
-                .await
-                .map(RaftReply::TransferLeader)
-                .unwrap_or_else(|e| err(&e)),
+            RaftMsg::TransferLeader { req, .. } => {
+                group.raft.handle_transfer_leader(req).await.map(RaftReply::TransferLeader).unwrap_or_else(|e| err(&e))
+            }
         }
     }
 }

@@ -36,57 +36,28 @@ impl LogStore {
     }
 
     fn meta<T: for<'a> serde::Deserialize<'a>>(&self, suffix: u8) -> io::Result<Option<T>> {
-        match self
-            .engine
-            .get(Cf::RaftMeta, &range_local_key(self.range_id, suffix))?
-        {
+        match self.engine.get(Cf::RaftMeta, &range_local_key(self.range_id, suffix))? {
             Some(b) => Ok(Some(decode(&b)?)),
             None => Ok(None),
         }
     }
 
-    fn put_meta<T: serde::Serialize>(
-        &self,
-        batch: &mut Batch,
-        suffix: u8,
-        v: &T,
-    ) -> io::Result<()> {
-        batch.put(
-            &self.engine,
-            Cf::RaftMeta,
-            &range_local_key(self.range_id, suffix),
-            &encode(v)?,
-        );
+    fn put_meta<T: serde::Serialize>(&self, batch: &mut Batch, suffix: u8, v: &T) -> io::Result<()> {
+        batch.put(&self.engine, Cf::RaftMeta, &range_local_key(self.range_id, suffix), &encode(v)?);
         Ok(())
     }
 
     /// Removes every log entry and Raft meta record of this range (replica destroyed).
     pub fn clear(&self, batch: &mut Batch) {
-        batch.delete_range(
-            &self.engine,
-            Cf::RaftLog,
-            &raft_log_key(self.range_id, 0),
-            &raft_log_key(self.range_id + 1, 0),
-        );
-        for s in [
-            range_local::VOTE,
-            range_local::LAST_PURGED,
-            range_local::COMMITTED,
-        ] {
-            batch.delete(
-                &self.engine,
-                Cf::RaftMeta,
-                &range_local_key(self.range_id, s),
-            );
+        batch.delete_range(&self.engine, Cf::RaftLog, &raft_log_key(self.range_id, 0), &raft_log_key(self.range_id + 1, 0));
+        for s in [range_local::VOTE, range_local::LAST_PURGED, range_local::COMMITTED] {
+            batch.delete(&self.engine, Cf::RaftMeta, &range_local_key(self.range_id, s));
         }
     }
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
-    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
-        &mut self,
-        range: RB,
-    ) -> io::Result<Vec<Entry>> {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(&mut self, range: RB) -> io::Result<Vec<Entry>> {
         let start = match range.start_bound() {
             Bound::Included(x) => *x,
             Bound::Excluded(x) => x + 1,
@@ -98,10 +69,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Unbounded => raft_log_key(self.range_id + 1, 0),
         };
         let mut out = Vec::new();
-        for item in self
-            .engine
-            .iter(Cf::RaftLog, &raft_log_key(self.range_id, start), &end)
-        {
+        for item in self.engine.iter(Cf::RaftLog, &raft_log_key(self.range_id, start), &end) {
             let (_, v) = item?;
             out.push(decode::<Entry>(&v)?);
         }
@@ -118,19 +86,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> io::Result<LogState<TypeConfig>> {
         let last_purged: Option<LogId> = self.meta(range_local::LAST_PURGED)?;
-        let last = self.engine.last_in(
-            Cf::RaftLog,
-            &raft_log_key(self.range_id, 0),
-            &raft_log_key(self.range_id + 1, 0),
-        )?;
+        let last = self.engine.last_in(Cf::RaftLog, &raft_log_key(self.range_id, 0), &raft_log_key(self.range_id + 1, 0))?;
         let last_log_id = match last {
             Some((_, v)) => Some(decode::<Entry>(&v)?.log_id()),
             None => last_purged.clone(),
         };
-        Ok(LogState {
-            last_purged_log_id: last_purged,
-            last_log_id,
-        })
+        Ok(LogState { last_purged_log_id: last_purged, last_log_id })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -152,9 +113,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> io::Result<Option<LogId>> {
-        Ok(self
-            .meta::<Option<LogId>>(range_local::COMMITTED)?
-            .flatten())
+        Ok(self.meta::<Option<LogId>>(range_local::COMMITTED)?.flatten())
     }
 
     async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> io::Result<()>
@@ -164,29 +123,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let mut b = Batch::new();
         for e in entries {
-            b.put(
-                &self.engine,
-                Cf::RaftLog,
-                &raft_log_key(self.range_id, e.index()),
-                &encode(&e)?,
-            );
+            b.put(&self.engine, Cf::RaftLog, &raft_log_key(self.range_id, e.index()), &encode(&e)?);
         }
         self.engine.write(b)?;
-        self.engine
-            .syncer()
-            .sync_then(move |res| callback.io_completed(res));
+        self.engine.syncer().sync_then(move |res| callback.io_completed(res));
         Ok(())
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> io::Result<()> {
         let from = last_log_id.map(|l| l.index() + 1).unwrap_or(0);
         let mut b = Batch::new();
-        b.delete_range(
-            &self.engine,
-            Cf::RaftLog,
-            &raft_log_key(self.range_id, from),
-            &raft_log_key(self.range_id + 1, 0),
-        );
+        b.delete_range(&self.engine, Cf::RaftLog, &raft_log_key(self.range_id, from), &raft_log_key(self.range_id + 1, 0));
         self.engine.write(b)?;
         Ok(())
     }
@@ -194,12 +141,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId) -> io::Result<()> {
         let mut b = Batch::new();
         self.put_meta(&mut b, range_local::LAST_PURGED, &log_id)?;
-        b.delete_range(
-            &self.engine,
-            Cf::RaftLog,
-            &raft_log_key(self.range_id, 0),
-            &raft_log_key(self.range_id, log_id.index() + 1),
-        );
+        b.delete_range(&self.engine, Cf::RaftLog, &raft_log_key(self.range_id, 0), &raft_log_key(self.range_id, log_id.index() + 1));
         self.engine.write(b)?;
         Ok(())
     }

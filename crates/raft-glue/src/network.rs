@@ -8,9 +8,7 @@ use meridian_types::{NodeId, RangeId, ReplicaId};
 use openraft::alias::{SnapshotMetaOf, SnapshotOf, VoteOf};
 use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, v2::RaftNetworkV2};
-use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
-};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
 use openraft::raft::{TransferLeaderRequest, TransferLeaderResponse};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -18,28 +16,11 @@ use std::sync::Arc;
 /// A Raft message to one replica of a range.
 #[derive(Serialize, Deserialize)]
 pub(crate) enum RaftMsg {
-    Append {
-        to: ReplicaId,
-        req: AppendEntriesRequest<TypeConfig>,
-    },
-    Vote {
-        to: ReplicaId,
-        req: VoteRequest<TypeConfig>,
-    },
-    PreVote {
-        to: ReplicaId,
-        req: VoteRequest<TypeConfig>,
-    },
-    Snapshot {
-        to: ReplicaId,
-        vote: VoteOf<TypeConfig>,
-        meta: SnapshotMetaOf<TypeConfig>,
-        data: Vec<u8>,
-    },
-    TransferLeader {
-        to: ReplicaId,
-        req: TransferLeaderRequest<TypeConfig>,
-    },
+    Append { to: ReplicaId, req: AppendEntriesRequest<TypeConfig> },
+    Vote { to: ReplicaId, req: VoteRequest<TypeConfig> },
+    PreVote { to: ReplicaId, req: VoteRequest<TypeConfig> },
+    Snapshot { to: ReplicaId, vote: VoteOf<TypeConfig>, meta: SnapshotMetaOf<TypeConfig>, data: Vec<u8> },
+    TransferLeader { to: ReplicaId, req: TransferLeaderRequest<TypeConfig> },
 }
 
 impl RaftMsg {
@@ -73,12 +54,7 @@ pub struct NetworkFactory {
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = Network;
     async fn new_client(&mut self, target: ReplicaId, node: &ReplicaNode) -> Network {
-        Network {
-            range_id: self.range_id,
-            to: target,
-            node: node.node_id,
-            transport: self.transport.clone(),
-        }
+        Network { range_id: self.range_id, to: target, node: node.node_id, transport: self.transport.clone() }
     }
 }
 
@@ -94,29 +70,13 @@ fn unreachable(msg: impl ToString) -> RPCError<TypeConfig> {
 }
 
 impl Network {
-    async fn send(
-        &self,
-        msg: RaftMsg,
-        option: &RPCOption,
-    ) -> Result<RaftReply, RPCError<TypeConfig>> {
+    async fn send(&self, msg: RaftMsg, option: &RPCOption) -> Result<RaftReply, RPCError<TypeConfig>> {
         let body = encode(&msg).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let frame = Frame {
-            service: Service::Raft,
-            range_id: self.range_id,
-            body,
-        };
-        let reply = self
-            .transport
-            .call(self.node, frame, option.soft_ttl())
-            .await
-            .map_err(unreachable)?;
-        let reply: RaftReply =
-            decode(&reply).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let frame = Frame { service: Service::Raft, range_id: self.range_id, body };
+        let reply = self.transport.call(self.node, frame, option.soft_ttl()).await.map_err(unreachable)?;
+        let reply: RaftReply = decode(&reply).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         match reply {
-            RaftReply::NoReplica => Err(unreachable(format!(
-                "replica {} of r{} not on n{}",
-                self.to, self.range_id, self.node
-            ))),
+            RaftReply::NoReplica => Err(unreachable(format!("replica {} of r{} not on n{}", self.to, self.range_id, self.node))),
             RaftReply::Error(e) => Err(unreachable(e)),
             r => Ok(r),
         }
@@ -131,24 +91,14 @@ impl RaftNetworkV2<TypeConfig> for Network {
         req: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        match self
-            .send(RaftMsg::Append { to: self.to, req }, &option)
-            .await?
-        {
+        match self.send(RaftMsg::Append { to: self.to, req }, &option).await? {
             RaftReply::Append(r) => Ok(r),
             _ => Err(unreachable("unexpected reply")),
         }
     }
 
-    async fn vote(
-        &mut self,
-        req: VoteRequest<TypeConfig>,
-        option: RPCOption,
-    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        match self
-            .send(RaftMsg::Vote { to: self.to, req }, &option)
-            .await?
-        {
+    async fn vote(&mut self, req: VoteRequest<TypeConfig>, option: RPCOption) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        match self.send(RaftMsg::Vote { to: self.to, req }, &option).await? {
             RaftReply::Vote(r) => Ok(r),
             _ => Err(unreachable("unexpected reply")),
         }
@@ -159,10 +109,7 @@ impl RaftNetworkV2<TypeConfig> for Network {
         req: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        match self
-            .send(RaftMsg::PreVote { to: self.to, req }, &option)
-            .await?
-        {
+        match self.send(RaftMsg::PreVote { to: self.to, req }, &option).await? {
             RaftReply::Vote(r) => Ok(r),
             _ => Err(unreachable("unexpected reply")),
         }
@@ -175,12 +122,7 @@ impl RaftNetworkV2<TypeConfig> for Network {
         cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
-        let msg = RaftMsg::Snapshot {
-            to: self.to,
-            vote,
-            meta: snapshot.meta,
-            data: snapshot.snapshot,
-        };
+        let msg = RaftMsg::Snapshot { to: self.to, vote, meta: snapshot.meta, data: snapshot.snapshot };
         // Snapshots may be large: give them far more time than a heartbeat.
         let opt = RPCOption::new(option.hard_ttl().max(std::time::Duration::from_secs(60)));
         tokio::select! {
@@ -199,10 +141,7 @@ impl RaftNetworkV2<TypeConfig> for Network {
         req: TransferLeaderRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
-        match self
-            .send(RaftMsg::TransferLeader { to: self.to, req }, &option)
-            .await?
-        {
+        match self.send(RaftMsg::TransferLeader { to: self.to, req }, &option).await? {
             RaftReply::TransferLeader(r) => Ok(r),
             _ => Err(unreachable("unexpected reply")),
         }

@@ -59,12 +59,7 @@ type Membership = StoredMembershipOf<TypeConfig>;
 
 impl StateMachine {
     pub fn new(engine: Engine, range_id: RangeId, fsm: Arc<dyn Fsm>) -> Self {
-        StateMachine {
-            engine,
-            range_id,
-            fsm,
-            loaded: false,
-        }
+        StateMachine { engine, range_id, fsm, loaded: false }
     }
 
     fn key(&self, suffix: u8) -> [u8; 9] {
@@ -72,17 +67,11 @@ impl StateMachine {
     }
 
     fn read_applied(&self) -> io::Result<(Option<LogId>, Membership)> {
-        let applied = match self
-            .engine
-            .get(Cf::RangeMeta, &self.key(range_local::APPLIED))?
-        {
+        let applied = match self.engine.get(Cf::RangeMeta, &self.key(range_local::APPLIED))? {
             Some(b) => decode(&b)?,
             None => None,
         };
-        let membership = match self
-            .engine
-            .get(Cf::RangeMeta, &self.key(range_local::MEMBERSHIP))?
-        {
+        let membership = match self.engine.get(Cf::RangeMeta, &self.key(range_local::MEMBERSHIP))? {
             Some(b) => decode(&b)?,
             None => Membership::default(),
         };
@@ -98,25 +87,13 @@ impl StateMachine {
             let (lo, hi) = mvcc::data_bounds(s, e);
             data = self.engine.scan(Cf::Data, &lo, &hi, 0)?;
         }
-        let range_state = self
-            .engine
-            .get(Cf::RangeMeta, &self.key(range_local::RANGE_STATE))?;
-        let bytes = encode(&SnapshotPayload {
-            span,
-            range_state,
-            data,
-        })?;
-        Ok(SnapshotOf::<TypeConfig, Vec<u8>> {
-            meta: self.meta(applied, membership),
-            snapshot: bytes,
-        })
+        let range_state = self.engine.get(Cf::RangeMeta, &self.key(range_local::RANGE_STATE))?;
+        let bytes = encode(&SnapshotPayload { span, range_state, data })?;
+        Ok(SnapshotOf::<TypeConfig, Vec<u8>> { meta: self.meta(applied, membership), snapshot: bytes })
     }
 
     fn meta(&self, applied: Option<LogId>, membership: Membership) -> SnapshotMetaOf<TypeConfig> {
-        SnapshotMetaOf::<TypeConfig> {
-            last_log_id: applied,
-            last_membership: membership,
-        }
+        SnapshotMetaOf::<TypeConfig> { last_log_id: applied, last_membership: membership }
     }
 }
 
@@ -129,10 +106,7 @@ pub struct MetaSnapshotBuilder {
 impl RaftSnapshotBuilder<TypeConfig> for MetaSnapshotBuilder {
     type SnapshotData = Vec<u8>;
     async fn build_snapshot(&mut self) -> io::Result<SnapshotOf<TypeConfig, Vec<u8>>> {
-        Ok(SnapshotOf::<TypeConfig, Vec<u8>> {
-            meta: self.meta.clone(),
-            snapshot: Vec::new(),
-        })
+        Ok(SnapshotOf::<TypeConfig, Vec<u8>> { meta: self.meta.clone(), snapshot: Vec::new() })
     }
 }
 
@@ -154,26 +128,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let mut batch = Batch::new();
             let result = match &entry.payload {
                 EntryPayload::Blank => Vec::new(),
-                EntryPayload::Normal(cmd) => {
-                    self.fsm.apply(&self.engine, &mut batch, index, &cmd.0)
-                }
+                EntryPayload::Normal(cmd) => self.fsm.apply(&self.engine, &mut batch, index, &cmd.0),
                 EntryPayload::Membership(m) => {
                     let stored = Membership::new(Some(log_id.clone()), m.clone());
-                    batch.put(
-                        &self.engine,
-                        Cf::RangeMeta,
-                        &self.key(range_local::MEMBERSHIP),
-                        &encode(&stored)?,
-                    );
+                    batch.put(&self.engine, Cf::RangeMeta, &self.key(range_local::MEMBERSHIP), &encode(&stored)?);
                     Vec::new()
                 }
             };
-            batch.put(
-                &self.engine,
-                Cf::RangeMeta,
-                &self.key(range_local::APPLIED),
-                &encode(&Some(log_id))?,
-            );
+            batch.put(&self.engine, Cf::RangeMeta, &self.key(range_local::APPLIED), &encode(&Some(log_id))?);
             self.engine.write(batch)?;
             self.fsm.applied(index);
             if let Some(r) = responder {
@@ -185,16 +147,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         let (applied, membership) = self.read_applied().unwrap_or((None, Membership::default()));
-        MetaSnapshotBuilder {
-            meta: self.meta(applied, membership),
-        }
+        MetaSnapshotBuilder { meta: self.meta(applied, membership) }
     }
 
-    async fn install_snapshot(
-        &mut self,
-        meta: &SnapshotMetaOf<TypeConfig>,
-        snapshot: Vec<u8>,
-    ) -> io::Result<()> {
+    async fn install_snapshot(&mut self, meta: &SnapshotMetaOf<TypeConfig>, snapshot: Vec<u8>) -> io::Result<()> {
         let payload: SnapshotPayload = decode(&snapshot)?;
         let mut batch = Batch::new();
         // Drop whatever this replica held before: its old span and the snapshot's span.
@@ -206,53 +162,25 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             batch.put(&self.engine, Cf::Data, k, v);
         }
         match &payload.range_state {
-            Some(st) => batch.put(
-                &self.engine,
-                Cf::RangeMeta,
-                &self.key(range_local::RANGE_STATE),
-                st,
-            ),
-            None => batch.delete(
-                &self.engine,
-                Cf::RangeMeta,
-                &self.key(range_local::RANGE_STATE),
-            ),
+            Some(st) => batch.put(&self.engine, Cf::RangeMeta, &self.key(range_local::RANGE_STATE), st),
+            None => batch.delete(&self.engine, Cf::RangeMeta, &self.key(range_local::RANGE_STATE)),
         }
-        batch.put(
-            &self.engine,
-            Cf::RangeMeta,
-            &self.key(range_local::APPLIED),
-            &encode(&meta.last_log_id)?,
-        );
-        batch.put(
-            &self.engine,
-            Cf::RangeMeta,
-            &self.key(range_local::MEMBERSHIP),
-            &encode(&meta.last_membership)?,
-        );
+        batch.put(&self.engine, Cf::RangeMeta, &self.key(range_local::APPLIED), &encode(&meta.last_log_id)?);
+        batch.put(&self.engine, Cf::RangeMeta, &self.key(range_local::MEMBERSHIP), &encode(&meta.last_membership)?);
         self.engine.write_durable(batch).await?;
         self.fsm.reload(&self.engine);
-        tracing::info!(
-            range = self.range_id,
-            keys = payload.data.len(),
-            "installed snapshot"
-        );
+        tracing::info!(range = self.range_id, keys = payload.data.len(), "installed snapshot");
         Ok(())
     }
 
-    async fn get_current_snapshot(
-        &mut self,
-    ) -> io::Result<Option<SnapshotOf<TypeConfig, Vec<u8>>>> {
+    async fn get_current_snapshot(&mut self) -> io::Result<Option<SnapshotOf<TypeConfig, Vec<u8>>>> {
         let (applied, membership) = self.read_applied()?;
         let first_call = !std::mem::replace(&mut self.loaded, true);
         if applied.is_none() {
             return Ok(None);
         }
         if first_call {
-            return Ok(Some(SnapshotOf::<TypeConfig, Vec<u8>> {
-                meta: self.meta(applied, membership),
-                snapshot: Vec::new(),
-            }));
+            return Ok(Some(SnapshotOf::<TypeConfig, Vec<u8>> { meta: self.meta(applied, membership), snapshot: Vec::new() }));
         }
         self.build_full().map(Some)
     }

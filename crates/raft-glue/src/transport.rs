@@ -57,12 +57,7 @@ pub trait Handler: Send + Sync + 'static {
 
 /// Sends requests to peers.
 pub trait Transport: Send + Sync + 'static {
-    fn call(
-        &self,
-        to: NodeId,
-        frame: Frame,
-        timeout: Duration,
-    ) -> BoxFuture<'static, Result<Vec<u8>, NetError>>;
+    fn call(&self, to: NodeId, frame: Frame, timeout: Duration) -> BoxFuture<'static, Result<Vec<u8>, NetError>>;
 }
 
 /// Largest frame accepted from the wire (a snapshot travels as one frame).
@@ -87,10 +82,7 @@ struct Conn {
 impl Conn {
     fn fail_all(&self) {
         self.closed.store(true, Ordering::SeqCst);
-        self.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 }
 
@@ -116,10 +108,7 @@ fn encode_wire(w: &Wire) -> Vec<u8> {
 async fn read_wire(r: &mut (impl AsyncReadExt + Unpin)) -> std::io::Result<Wire> {
     let len = r.read_u32().await? as usize;
     if len > MAX_FRAME_BYTES {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "frame too large",
-        ));
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "frame too large"));
     }
     let mut buf = vec![0u8; len];
     r.read_exact(&mut buf).await?;
@@ -155,19 +144,12 @@ impl TcpTransport {
     }
 
     pub fn addr_of(&self, node: NodeId) -> Option<String> {
-        self.addrs
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&node)
-            .cloned()
+        self.addrs.read().unwrap_or_else(|e| e.into_inner()).get(&node).cloned()
     }
 
     /// Simulated one-way network latency for everything sent to `peer`.
     pub fn set_delay(&self, peer: NodeId, d: Duration) {
-        self.delays
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(peer, d);
+        self.delays.write().unwrap_or_else(|e| e.into_inner()).insert(peer, d);
     }
 
     /// Accepts peers on `listener` until the process ends.
@@ -182,12 +164,7 @@ impl TcpTransport {
                 tokio::spawn(async move {
                     let _ = stream.set_nodelay(true);
                     let (mut rd, wr) = stream.into_split();
-                    let peer = match tokio::time::timeout(
-                        Duration::from_secs(5),
-                        read_wire(&mut rd),
-                    )
-                    .await
-                    {
+                    let peer = match tokio::time::timeout(Duration::from_secs(5), read_wire(&mut rd)).await {
                         Ok(Ok(Wire::Hello { node_id })) => node_id,
                         _ => return,
                     };
@@ -205,29 +182,16 @@ impl TcpTransport {
         inbound: bool,
     ) -> Arc<Conn> {
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
-        let conn = Arc::new(Conn {
-            peer,
-            tx,
-            pending: Mutex::new(HashMap::new()),
-            closed: AtomicBool::new(false),
-        });
+        let conn = Arc::new(Conn { peer, tx, pending: Mutex::new(HashMap::new()), closed: AtomicBool::new(false) });
         if peer != 0 {
             let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
-            let keep_old = inbound
-                && conns
-                    .get(&peer)
-                    .is_some_and(|c| !c.closed.load(Ordering::SeqCst));
+            let keep_old = inbound && conns.get(&peer).is_some_and(|c| !c.closed.load(Ordering::SeqCst));
             if !keep_old {
                 conns.insert(peer, conn.clone());
             }
         }
         // Writer: drain everything queued into one buffered write.
-        let delay = self
-            .delays
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&peer)
-            .copied();
+        let delay = self.delays.read().unwrap_or_else(|e| e.into_inner()).get(&peer).copied();
         let wconn = conn.clone();
         tokio::spawn(async move {
             let mut w = BufWriter::with_capacity(64 << 10, wr);
@@ -255,11 +219,7 @@ impl TcpTransport {
             while let Ok(w) = read_wire(&mut rd).await {
                 match w {
                     Wire::Response { id, body } => {
-                        let waiter = rconn
-                            .pending
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .remove(&id);
+                        let waiter = rconn.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
                         if let Some(tx) = waiter {
                             let _ = tx.send(body);
                         }
@@ -279,10 +239,7 @@ impl TcpTransport {
             }
             rconn.fail_all();
             let mut conns = me.conns.lock().unwrap_or_else(|e| e.into_inner());
-            if conns
-                .get(&rconn.peer)
-                .is_some_and(|c| Arc::ptr_eq(c, &rconn))
-            {
+            if conns.get(&rconn.peer).is_some_and(|c| Arc::ptr_eq(c, &rconn)) {
                 conns.remove(&rconn.peer);
             }
         });
@@ -296,24 +253,14 @@ impl TcpTransport {
             .map_err(|e| NetError::Unreachable(peer, e.to_string()))?;
         let _ = stream.set_nodelay(true);
         let (rd, mut wr) = stream.into_split();
-        let hello = encode_wire(&Wire::Hello {
-            node_id: self.node_id.load(Ordering::SeqCst),
-        });
-        wr.write_all(&hello)
-            .await
-            .map_err(|e| NetError::Unreachable(peer, e.to_string()))?;
+        let hello = encode_wire(&Wire::Hello { node_id: self.node_id.load(Ordering::SeqCst) });
+        wr.write_all(&hello).await.map_err(|e| NetError::Unreachable(peer, e.to_string()))?;
         Ok(self.attach(peer, rd, wr, false))
     }
 
     async fn conn_to(self: &Arc<Self>, peer: NodeId) -> Result<Arc<Conn>, NetError> {
-        let live = |me: &Self| {
-            me.conns
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&peer)
-                .filter(|c| !c.closed.load(Ordering::SeqCst))
-                .cloned()
-        };
+        let live =
+            |me: &Self| me.conns.lock().unwrap_or_else(|e| e.into_inner()).get(&peer).filter(|c| !c.closed.load(Ordering::SeqCst)).cloned();
         if let Some(c) = live(self) {
             return Ok(c);
         }
@@ -325,31 +272,15 @@ impl TcpTransport {
         self.dial(&addr, peer).await
     }
 
-    async fn roundtrip(
-        conn: Arc<Conn>,
-        id: u64,
-        frame: Frame,
-        timeout: Duration,
-    ) -> Result<Vec<u8>, NetError> {
+    async fn roundtrip(conn: Arc<Conn>, id: u64, frame: Frame, timeout: Duration) -> Result<Vec<u8>, NetError> {
         let (tx, rx) = oneshot::channel();
-        conn.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, tx);
+        conn.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(id, tx);
         let peer = conn.peer;
-        if conn
-            .tx
-            .send(encode_wire(&Wire::Request { id, frame }))
-            .await
-            .is_err()
-        {
+        if conn.tx.send(encode_wire(&Wire::Request { id, frame })).await.is_err() {
             return Err(NetError::Unreachable(peer, "connection closed".into()));
         }
         let res = tokio::time::timeout(timeout, rx).await;
-        conn.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
+        conn.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
         match res {
             Ok(Ok(body)) => Ok(body),
             Ok(Err(_)) => Err(NetError::Unreachable(peer, "connection lost".into())),
@@ -358,12 +289,7 @@ impl TcpTransport {
     }
 
     /// One request to an address whose node id is not known (joining a cluster).
-    pub async fn call_addr(
-        self: &Arc<Self>,
-        addr: &str,
-        frame: Frame,
-        timeout: Duration,
-    ) -> Result<Vec<u8>, NetError> {
+    pub async fn call_addr(self: &Arc<Self>, addr: &str, frame: Frame, timeout: Duration) -> Result<Vec<u8>, NetError> {
         let conn = self.dial(addr, 0).await?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let res = Self::roundtrip(conn.clone(), id, frame, timeout).await;
@@ -373,17 +299,10 @@ impl TcpTransport {
 }
 
 impl Transport for Arc<TcpTransport> {
-    fn call(
-        &self,
-        to: NodeId,
-        frame: Frame,
-        timeout: Duration,
-    ) -> BoxFuture<'static, Result<Vec<u8>, NetError>> {
+    fn call(&self, to: NodeId, frame: Frame, timeout: Duration) -> BoxFuture<'static, Result<Vec<u8>, NetError>> {
         let me = self.clone();
         Box::pin(async move {
-            let conn = tokio::time::timeout(timeout, me.conn_to(to))
-                .await
-                .map_err(|_| NetError::Timeout(to))??;
+            let conn = tokio::time::timeout(timeout, me.conn_to(to)).await.map_err(|_| NetError::Timeout(to))??;
             let id = me.next_id.fetch_add(1, Ordering::Relaxed);
             TcpTransport::roundtrip(conn, id, frame, timeout).await
         })
@@ -405,26 +324,14 @@ impl SimNetwork {
     }
 
     pub fn register(&self, node: NodeId, h: Arc<dyn Handler>) {
-        self.handlers
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(node, h);
-        self.down
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&node);
+        self.handlers.write().unwrap_or_else(|e| e.into_inner()).insert(node, h);
+        self.down.write().unwrap_or_else(|e| e.into_inner()).remove(&node);
     }
 
     /// Stops delivering to and from `node` (a crashed process).
     pub fn stop(&self, node: NodeId) {
-        self.down
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(node);
-        self.handlers
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&node);
+        self.down.write().unwrap_or_else(|e| e.into_inner()).insert(node);
+        self.handlers.write().unwrap_or_else(|e| e.into_inner()).remove(&node);
     }
 
     /// Separates `group` from every other node.
@@ -444,10 +351,7 @@ impl SimNetwork {
 
     /// A transport endpoint for `node`.
     pub fn endpoint(self: &Arc<Self>, node: NodeId) -> SimTransport {
-        SimTransport {
-            net: self.clone(),
-            me: node,
-        }
+        SimTransport { net: self.clone(), me: node }
     }
 }
 
@@ -458,31 +362,13 @@ pub struct SimTransport {
 }
 
 impl Transport for SimTransport {
-    fn call(
-        &self,
-        to: NodeId,
-        frame: Frame,
-        timeout: Duration,
-    ) -> BoxFuture<'static, Result<Vec<u8>, NetError>> {
+    fn call(&self, to: NodeId, frame: Frame, timeout: Duration) -> BoxFuture<'static, Result<Vec<u8>, NetError>> {
         let net = self.net.clone();
         let me = self.me;
         Box::pin(async move {
-            let blocked = net
-                .cut
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains(&(me, to))
-                || net
-                    .down
-                    .read()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .contains(&me);
-            let h = net
-                .handlers
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&to)
-                .cloned();
+            let blocked = net.cut.read().unwrap_or_else(|e| e.into_inner()).contains(&(me, to))
+                || net.down.read().unwrap_or_else(|e| e.into_inner()).contains(&me);
+            let h = net.handlers.read().unwrap_or_else(|e| e.into_inner()).get(&to).cloned();
             match (blocked, h) {
                 (false, Some(h)) => {
                     let fut = tokio::spawn(h.handle(me, frame));

@@ -23,12 +23,7 @@ pub enum RangeCommand {
     /// Sets the range's descriptor (first command of every new range).
     SetDescriptor(RangeDescriptor),
     /// The write half of a one-range transaction.
-    Write {
-        proposal_ts: Timestamp,
-        read_ts: Option<Timestamp>,
-        read_spans: Vec<Span>,
-        writes: Vec<Write>,
-    },
+    Write { proposal_ts: Timestamp, read_ts: Option<Timestamp>, read_spans: Vec<Span>, writes: Vec<Write> },
 }
 
 /// What applying a command produced.
@@ -57,12 +52,7 @@ pub struct RangeFsm {
 
 impl RangeFsm {
     pub fn open(range_id: RangeId, engine: &Engine, hlc: Arc<Hlc>) -> Arc<RangeFsm> {
-        let fsm = Arc::new(RangeFsm {
-            range_id,
-            hlc,
-            state: RwLock::new(RangeState::default()),
-            applied: watch::channel(0).0,
-        });
+        let fsm = Arc::new(RangeFsm { range_id, hlc, state: RwLock::new(RangeState::default()), applied: watch::channel(0).0 });
         fsm.reload(engine);
         fsm
     }
@@ -72,11 +62,7 @@ impl RangeFsm {
     }
 
     pub fn descriptor(&self) -> Option<RangeDescriptor> {
-        self.state
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .desc
-            .clone()
+        self.state.read().unwrap_or_else(|e| e.into_inner()).desc.clone()
     }
 
     pub fn watch_applied(&self) -> watch::Receiver<u64> {
@@ -96,11 +82,7 @@ impl RangeFsm {
         let Some(desc) = &st.desc else {
             return ApplyResult::OutOfRange;
         };
-        if writes.iter().any(|w| !desc.contains_key(&w.key))
-            || read_spans
-                .iter()
-                .any(|s| !desc.contains_span(&s.start, &s.end))
-        {
+        if writes.iter().any(|w| !desc.contains_key(&w.key)) || read_spans.iter().any(|s| !desc.contains_span(&s.start, &s.end)) {
             return ApplyResult::OutOfRange;
         }
         if let Some(rts) = read_ts {
@@ -131,12 +113,7 @@ impl RangeFsm {
 
 fn persist(engine: &Engine, batch: &mut Batch, range: RangeId, st: &RangeState) {
     let bytes = postcard::to_stdvec(st).unwrap_or_default();
-    batch.put(
-        engine,
-        Cf::RangeMeta,
-        &range_local_key(range, range_local::RANGE_STATE),
-        &bytes,
-    );
+    batch.put(engine, Cf::RangeMeta, &range_local_key(range, range_local::RANGE_STATE), &bytes);
 }
 
 impl Fsm for RangeFsm {
@@ -155,20 +132,9 @@ impl Fsm for RangeFsm {
                             ApplyResult::Invalid("descriptor of another range".into())
                         }
                     }
-                    RangeCommand::Write {
-                        proposal_ts,
-                        read_ts,
-                        read_spans,
-                        writes,
-                    } => self.apply_write(
-                        engine,
-                        batch,
-                        &mut next,
-                        *proposal_ts,
-                        *read_ts,
-                        read_spans,
-                        writes,
-                    ),
+                    RangeCommand::Write { proposal_ts, read_ts, read_spans, writes } => {
+                        self.apply_write(engine, batch, &mut next, *proposal_ts, *read_ts, read_spans, writes)
+                    }
                 };
                 if matches!(r, ApplyResult::Ok | ApplyResult::Committed(_)) {
                     persist(engine, batch, self.range_id, &next);
@@ -190,10 +156,7 @@ impl Fsm for RangeFsm {
 
     fn reload(&self, engine: &Engine) {
         let st = engine
-            .get(
-                Cf::RangeMeta,
-                &range_local_key(self.range_id, range_local::RANGE_STATE),
-            )
+            .get(Cf::RangeMeta, &range_local_key(self.range_id, range_local::RANGE_STATE))
             .ok()
             .flatten()
             .and_then(|b| postcard::from_bytes::<RangeState>(&b).ok())
@@ -209,14 +172,7 @@ mod tests {
     use meridian_types::kv::Span;
 
     fn desc() -> RangeDescriptor {
-        RangeDescriptor {
-            range_id: 7,
-            start_key: b"a".to_vec(),
-            end_key: b"m".to_vec(),
-            replicas: vec![],
-            generation: 1,
-            table_id: None,
-        }
+        RangeDescriptor { range_id: 7, start_key: b"a".to_vec(), end_key: b"m".to_vec(), replicas: vec![], generation: 1, table_id: None }
     }
 
     fn apply(f: &RangeFsm, e: &Engine, cmd: RangeCommand) -> ApplyResult {
@@ -227,10 +183,7 @@ mod tests {
     }
 
     fn w(k: &str, v: &str) -> Write {
-        Write {
-            key: k.as_bytes().to_vec(),
-            value: Some(v.as_bytes().to_vec()),
-        }
+        Write { key: k.as_bytes().to_vec(), value: Some(v.as_bytes().to_vec()) }
     }
 
     #[test]
@@ -243,29 +196,16 @@ mod tests {
             apply(
                 &f,
                 &e,
-                RangeCommand::Write {
-                    proposal_ts: Timestamp::new(5, 0),
-                    read_ts: None,
-                    read_spans: vec![],
-                    writes: vec![w("b", "1")]
-                }
+                RangeCommand::Write { proposal_ts: Timestamp::new(5, 0), read_ts: None, read_spans: vec![], writes: vec![w("b", "1")] }
             ),
             ApplyResult::OutOfRange,
             "no descriptor yet"
         );
-        assert_eq!(
-            apply(&f, &e, RangeCommand::SetDescriptor(desc())),
-            ApplyResult::Ok
-        );
+        assert_eq!(apply(&f, &e, RangeCommand::SetDescriptor(desc())), ApplyResult::Ok);
         let t1 = match apply(
             &f,
             &e,
-            RangeCommand::Write {
-                proposal_ts: Timestamp::new(10, 0),
-                read_ts: None,
-                read_spans: vec![],
-                writes: vec![w("b", "1")],
-            },
+            RangeCommand::Write { proposal_ts: Timestamp::new(10, 0), read_ts: None, read_spans: vec![], writes: vec![w("b", "1")] },
         ) {
             ApplyResult::Committed(t) => t,
             r => panic!("{r:?}"),
@@ -278,11 +218,7 @@ mod tests {
             writes: vec![w("c", "x")],
         };
         assert_eq!(apply(&f, &e, stale), ApplyResult::Conflict(t1));
-        assert_eq!(
-            mvcc::get(&e, b"c", Timestamp::MAX, None).unwrap(),
-            None,
-            "rejected write changed nothing"
-        );
+        assert_eq!(mvcc::get(&e, b"c", Timestamp::MAX, None).unwrap(), None, "rejected write changed nothing");
         // One that read a different key, or read after t1, commits above both.
         let ok = RangeCommand::Write {
             proposal_ts: Timestamp::new(3, 0),
@@ -294,21 +230,9 @@ mod tests {
             ApplyResult::Committed(t) => t,
             r => panic!("{r:?}"),
         };
-        assert!(
-            t2 > t1,
-            "commit timestamps increase in log order even if proposed lower"
-        );
+        assert!(t2 > t1, "commit timestamps increase in log order even if proposed lower");
         assert_eq!(
-            apply(
-                &f,
-                &e,
-                RangeCommand::Write {
-                    proposal_ts: t2,
-                    read_ts: None,
-                    read_spans: vec![],
-                    writes: vec![w("z", "1")]
-                }
-            ),
+            apply(&f, &e, RangeCommand::Write { proposal_ts: t2, read_ts: None, read_spans: vec![], writes: vec![w("z", "1")] }),
             ApplyResult::OutOfRange
         );
         // State survives a reload (restart).

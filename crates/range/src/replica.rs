@@ -12,9 +12,7 @@
 use crate::fsm::{ApplyResult, RangeCommand, RangeFsm};
 use meridian_raft_glue::{Group, ProposeError};
 use meridian_storage::{Engine, mvcc};
-use meridian_types::kv::{
-    ReadOp, ReadRequest, ReadResponse, ReadResult, WriteRequest, WriteResponse,
-};
+use meridian_types::kv::{ReadOp, ReadRequest, ReadResponse, ReadResult, WriteRequest, WriteResponse};
 use meridian_types::{Hlc, KvError, Timestamp};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,10 +43,7 @@ pub struct Replica {
 
 pub(crate) fn propose_err(range_id: u64, e: ProposeError) -> KvError {
     match e {
-        ProposeError::NotLeader { leader } => KvError::NotLeaseholder {
-            range_id,
-            leaseholder: leader,
-        },
+        ProposeError::NotLeader { leader } => KvError::NotLeaseholder { range_id, leaseholder: leader },
         ProposeError::Unavailable(m) => KvError::Unavailable(m),
         ProposeError::Fatal(m) => KvError::Unavailable(format!("replica stopped: {m}")),
     }
@@ -62,27 +57,14 @@ struct InflightGuard<'a> {
 
 impl Drop for InflightGuard<'_> {
     fn drop(&mut self) {
-        self.replica
-            .lease
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .inflight
-            .remove(&self.key);
+        self.replica.lease.lock().unwrap_or_else(|e| e.into_inner()).inflight.remove(&self.key);
         self.replica.finished.notify_waiters();
     }
 }
 
 impl Replica {
     pub fn new(group: Arc<Group>, fsm: Arc<RangeFsm>, hlc: Arc<Hlc>, engine: Engine) -> Replica {
-        Replica {
-            group,
-            fsm,
-            hlc,
-            engine,
-            lease: Mutex::new(LeaseState::default()),
-            seq: AtomicU64::new(0),
-            finished: Notify::new(),
-        }
+        Replica { group, fsm, hlc, engine, lease: Mutex::new(LeaseState::default()), seq: AtomicU64::new(0), finished: Notify::new() }
     }
 
     pub fn group(&self) -> &Arc<Group> {
@@ -102,36 +84,24 @@ impl Replica {
         let term = self.group.current_term();
         if term != st.term {
             st.term = term;
-            st.max_read = st
-                .max_read
-                .max(self.hlc.now().add_nanos(self.hlc.max_offset_ns()));
+            st.max_read = st.max_read.max(self.hlc.now().add_nanos(self.hlc.max_offset_ns()));
         }
     }
 
     fn not_leaseholder(&self) -> KvError {
-        KvError::NotLeaseholder {
-            range_id: self.range_id(),
-            leaseholder: self.group.status().leader_node,
-        }
+        KvError::NotLeaseholder { range_id: self.range_id(), leaseholder: self.group.status().leader_node }
     }
 
     pub async fn read(&self, req: &ReadRequest) -> Result<ReadResponse, KvError> {
-        self.group
-            .read_barrier()
-            .await
-            .map_err(|e| propose_err(self.range_id(), e))?;
-        let desc = self.fsm.descriptor().ok_or(KvError::RangeNotFound {
-            range_id: self.range_id(),
-        })?;
+        self.group.read_barrier().await.map_err(|e| propose_err(self.range_id(), e))?;
+        let desc = self.fsm.descriptor().ok_or(KvError::RangeNotFound { range_id: self.range_id() })?;
         for op in &req.ops {
             let ok = match op {
                 ReadOp::Get { key } => desc.contains_key(key),
                 ReadOp::Scan { start, end, .. } => desc.contains_span(start, end),
             };
             if !ok {
-                return Err(KvError::KeyOutOfRange {
-                    range_id: self.range_id(),
-                });
+                return Err(KvError::KeyOutOfRange { range_id: self.range_id() });
             }
         }
         let ts = match req.ts {
@@ -151,15 +121,9 @@ impl Replica {
         let mut results = Vec::with_capacity(req.ops.len());
         for op in &req.ops {
             let r = match op {
-                ReadOp::Get { key } => {
-                    mvcc::get(&self.engine, key, ts, uncertainty).map(ReadResult::Get)
-                }
+                ReadOp::Get { key } => mvcc::get(&self.engine, key, ts, uncertainty).map(ReadResult::Get),
                 ReadOp::Scan { start, end, limit } => {
-                    let limit = if *limit == 0 {
-                        MAX_SCAN_ROWS
-                    } else {
-                        (*limit).min(MAX_SCAN_ROWS)
-                    };
+                    let limit = if *limit == 0 { MAX_SCAN_ROWS } else { (*limit).min(MAX_SCAN_ROWS) };
                     mvcc::scan(&self.engine, start, end, ts, uncertainty, limit as usize)
                         .map(|(rows, resume)| ReadResult::Scan { rows, resume })
                 }
@@ -201,46 +165,23 @@ impl Replica {
             key
         };
         let _guard = InflightGuard { replica: self, key };
-        let cmd = RangeCommand::Write {
-            proposal_ts: key.0,
-            read_ts: req.read_ts,
-            read_spans: req.read_spans,
-            writes: req.writes,
-        };
+        let cmd = RangeCommand::Write { proposal_ts: key.0, read_ts: req.read_ts, read_spans: req.read_spans, writes: req.writes };
         let bytes = postcard::to_stdvec(&cmd).map_err(|e| KvError::Internal(e.to_string()))?;
-        let out = self
-            .group
-            .propose(bytes)
-            .await
-            .map_err(|e| propose_err(self.range_id(), e))?;
-        match postcard::from_bytes::<ApplyResult>(&out)
-            .map_err(|e| KvError::Internal(e.to_string()))?
-        {
+        let out = self.group.propose(bytes).await.map_err(|e| propose_err(self.range_id(), e))?;
+        match postcard::from_bytes::<ApplyResult>(&out).map_err(|e| KvError::Internal(e.to_string()))? {
             ApplyResult::Committed(commit_ts) => Ok(WriteResponse { commit_ts }),
-            ApplyResult::Conflict(ts) => Err(KvError::WriteConflict(format!(
-                "a value read was written at {ts} after the transaction read it"
-            ))),
-            ApplyResult::OutOfRange => Err(KvError::KeyOutOfRange {
-                range_id: self.range_id(),
-            }),
-            r @ (ApplyResult::Ok | ApplyResult::Invalid(_)) => {
-                Err(KvError::Internal(format!("unexpected apply result {r:?}")))
+            ApplyResult::Conflict(ts) => {
+                Err(KvError::WriteConflict(format!("a value read was written at {ts} after the transaction read it")))
             }
+            ApplyResult::OutOfRange => Err(KvError::KeyOutOfRange { range_id: self.range_id() }),
+            r @ (ApplyResult::Ok | ApplyResult::Invalid(_)) => Err(KvError::Internal(format!("unexpected apply result {r:?}"))),
         }
     }
 
     /// Proposes a descriptor for this range (creation, replica changes).
-    pub async fn set_descriptor(
-        &self,
-        desc: meridian_types::RangeDescriptor,
-    ) -> Result<(), KvError> {
-        let bytes = postcard::to_stdvec(&RangeCommand::SetDescriptor(desc))
-            .map_err(|e| KvError::Internal(e.to_string()))?;
-        let out = self
-            .group
-            .propose(bytes)
-            .await
-            .map_err(|e| propose_err(self.range_id(), e))?;
+    pub async fn set_descriptor(&self, desc: meridian_types::RangeDescriptor) -> Result<(), KvError> {
+        let bytes = postcard::to_stdvec(&RangeCommand::SetDescriptor(desc)).map_err(|e| KvError::Internal(e.to_string()))?;
+        let out = self.group.propose(bytes).await.map_err(|e| propose_err(self.range_id(), e))?;
         match postcard::from_bytes::<ApplyResult>(&out) {
             Ok(ApplyResult::Ok) => Ok(()),
             other => Err(KvError::Internal(format!("set descriptor: {other:?}"))),

@@ -19,30 +19,17 @@ pub struct Store {
 }
 
 impl Store {
-    pub fn new(
-        engine: Engine,
-        transport: Arc<dyn Transport>,
-        timings: RaftTimings,
-        hlc: Arc<Hlc>,
-    ) -> Arc<Store> {
+    pub fn new(engine: Engine, transport: Arc<dyn Transport>, timings: RaftTimings, hlc: Arc<Hlc>) -> Arc<Store> {
         let fsms: Arc<RwLock<HashMap<RangeId, Arc<RangeFsm>>>> = Arc::default();
         let reg = fsms.clone();
         let fhlc = hlc.clone();
         let factory: FsmFactory = Arc::new(move |range, engine: &Engine| {
             let fsm = RangeFsm::open(range, engine, fhlc.clone());
-            reg.write()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(range, fsm.clone());
+            reg.write().unwrap_or_else(|e| e.into_inner()).insert(range, fsm.clone());
             fsm
         });
         let host = RaftHost::new(engine.clone(), transport, timings, factory);
-        Arc::new(Store {
-            host,
-            hlc,
-            engine,
-            fsms,
-            replicas: RwLock::new(HashMap::new()),
-        })
+        Arc::new(Store { host, hlc, engine, fsms, replicas: RwLock::new(HashMap::new()) })
     }
 
     pub fn host(&self) -> &Arc<RaftHost> {
@@ -59,41 +46,18 @@ impl Store {
 
     /// The leaseholder-side handle of a hosted range.
     pub fn replica(&self, range: RangeId) -> Option<Arc<Replica>> {
-        if let Some(r) = self
-            .replicas
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&range)
-        {
+        if let Some(r) = self.replicas.read().unwrap_or_else(|e| e.into_inner()).get(&range) {
             return Some(r.clone());
         }
         let group = self.host.group(range)?;
-        let fsm = self
-            .fsms
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&range)?
-            .clone();
-        let r = Arc::new(Replica::new(
-            group,
-            fsm,
-            self.hlc.clone(),
-            self.engine.clone(),
-        ));
-        self.replicas
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(range)
-            .or_insert(r.clone());
+        let fsm = self.fsms.read().unwrap_or_else(|e| e.into_inner()).get(&range)?.clone();
+        let r = Arc::new(Replica::new(group, fsm, self.hlc.clone(), self.engine.clone()));
+        self.replicas.write().unwrap_or_else(|e| e.into_inner()).entry(range).or_insert(r.clone());
         Some(r)
     }
 
     pub fn replicas(&self) -> Vec<Arc<Replica>> {
-        self.host
-            .groups()
-            .iter()
-            .filter_map(|g| self.replica(g.range_id()))
-            .collect()
+        self.host.groups().iter().filter_map(|g| self.replica(g.range_id())).collect()
     }
 
     /// Creates this node's replica of a new range and, if `members` is non-empty, makes it the
@@ -105,18 +69,9 @@ impl Store {
         members: &[(ReplicaId, NodeId)],
     ) -> Result<Arc<Replica>, KvError> {
         let range = desc.range_id;
-        self.host
-            .ensure_group(range, replica_id)
-            .await
-            .map_err(|e| KvError::Internal(e.to_string()))?;
-        let replica = self
-            .replica(range)
-            .ok_or(KvError::RangeNotFound { range_id: range })?;
-        replica
-            .group()
-            .initialize(members)
-            .await
-            .map_err(|e| KvError::Unavailable(e.to_string()))?;
+        self.host.ensure_group(range, replica_id).await.map_err(|e| KvError::Internal(e.to_string()))?;
+        let replica = self.replica(range).ok_or(KvError::RangeNotFound { range_id: range })?;
+        replica.group().initialize(members).await.map_err(|e| KvError::Unavailable(e.to_string()))?;
         // Wait for the group to elect a leader, then write the descriptor.
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {

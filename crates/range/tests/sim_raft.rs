@@ -7,9 +7,7 @@ use meridian_raft_glue::{Frame, Handler, RaftTimings, Service, SimNetwork};
 use meridian_range::Store;
 use meridian_storage::{Cf, Engine, mvcc};
 use meridian_types::keys::raft_log_key;
-use meridian_types::kv::{
-    KvRequest, KvResponse, ReadOp, ReadRequest, ReadResult, Write, WriteRequest,
-};
+use meridian_types::kv::{KvRequest, KvResponse, ReadOp, ReadRequest, ReadResult, Write, WriteRequest};
 use meridian_types::{Hlc, KvError, RangeDescriptor, Timestamp};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -34,12 +32,7 @@ impl Handler for StoreHandler {
 }
 
 fn timings(snapshot_logs: u64) -> RaftTimings {
-    RaftTimings {
-        heartbeat_ms: 50,
-        election_min_ms: 300,
-        election_max_ms: 600,
-        snapshot_logs,
-    }
+    RaftTimings { heartbeat_ms: 50, election_min_ms: 300, election_max_ms: 600, snapshot_logs }
 }
 
 struct Cluster {
@@ -54,13 +47,7 @@ impl Cluster {
     async fn new(n: usize, snapshot_logs: u64) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_path_buf();
-        let mut c = Cluster {
-            net: SimNetwork::new(),
-            _dir: dir,
-            root,
-            stores: vec![],
-            snapshot_logs,
-        };
+        let mut c = Cluster { net: SimNetwork::new(), _dir: dir, root, stores: vec![], snapshot_logs };
         for id in 1..=n as u64 {
             let s = c.open(id, &c.root.join(format!("n{id}"))).await;
             c.stores.push(Some(s));
@@ -70,12 +57,7 @@ impl Cluster {
 
     async fn open(&self, id: u64, path: &Path) -> Arc<Store> {
         let engine = Engine::open(path).unwrap();
-        let store = Store::new(
-            engine,
-            Arc::new(self.net.endpoint(id)),
-            timings(self.snapshot_logs),
-            Arc::new(Hlc::system(500_000_000)),
-        );
+        let store = Store::new(engine, Arc::new(self.net.endpoint(id)), timings(self.snapshot_logs), Arc::new(Hlc::system(500_000_000)));
         store.host().start_existing().await.unwrap();
         self.net.register(id, Arc::new(StoreHandler(store.clone())));
         store
@@ -95,10 +77,7 @@ impl Cluster {
             generation: 1,
             table_id: None,
         };
-        self.store(founder)
-            .create_range(desc, range_id * 100 + founder, &members)
-            .await
-            .unwrap();
+        self.store(founder).create_range(desc, range_id * 100 + founder, &members).await.unwrap();
     }
 
     fn leader(&self, range: u64) -> Option<u64> {
@@ -111,13 +90,7 @@ impl Cluster {
     }
 
     /// Writes through whichever node leads, retrying until `timeout`.
-    async fn write(
-        &self,
-        range: u64,
-        key: &[u8],
-        val: &[u8],
-        timeout: Duration,
-    ) -> Result<Timestamp, KvError> {
+    async fn write(&self, range: u64, key: &[u8], val: &[u8], timeout: Duration) -> Result<Timestamp, KvError> {
         let deadline = Instant::now() + timeout;
         let mut last = KvError::Unavailable("no leader".into());
         while Instant::now() < deadline {
@@ -126,14 +99,9 @@ impl Cluster {
                     range_id: range,
                     read_ts: None,
                     read_spans: vec![],
-                    writes: vec![Write {
-                        key: key.to_vec(),
-                        value: Some(val.to_vec()),
-                    }],
+                    writes: vec![Write { key: key.to_vec(), value: Some(val.to_vec()) }],
                 });
-                match tokio::time::timeout(Duration::from_millis(500), self.store(l).handle_kv(req))
-                    .await
-                {
+                match tokio::time::timeout(Duration::from_millis(500), self.store(l).handle_kv(req)).await {
                     Ok(KvResponse::Write(w)) => return Ok(w.commit_ts),
                     Ok(KvResponse::Error(e)) => last = e,
                     Ok(_) => unreachable!(),
@@ -152,10 +120,7 @@ impl Cluster {
             uncertainty_limit: None,
             ops: vec![ReadOp::Get { key: key.to_vec() }],
         });
-        match tokio::time::timeout(Duration::from_secs(2), self.store(node).handle_kv(req))
-            .await
-            .map_err(|_| KvError::Timeout)?
-        {
+        match tokio::time::timeout(Duration::from_secs(2), self.store(node).handle_kv(req)).await.map_err(|_| KvError::Timeout)? {
             KvResponse::Read(r) => match r.results.into_iter().next() {
                 Some(ReadResult::Get(v)) => Ok(v),
                 _ => Err(KvError::Internal("bad result".into())),
@@ -169,12 +134,7 @@ impl Cluster {
     async fn wait_applied(&self, node: u64, key: &[u8], val: &[u8], timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if mvcc::get(self.store(node).engine(), key, Timestamp::MAX, None)
-                .ok()
-                .flatten()
-                .as_deref()
-                == Some(val)
-            {
+            if mvcc::get(self.store(node).engine(), key, Timestamp::MAX, None).ok().flatten().as_deref() == Some(val) {
                 return true;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -197,29 +157,14 @@ async fn two_ranges_replicate_and_serve_linearizable_reads() {
     let c = Cluster::new(3, 5000).await;
     c.create_range(10, 1, &[1, 2, 3]).await;
     c.create_range(11, 2, &[1, 2, 3]).await;
-    c.write(10, b"\x0aa", b"x", Duration::from_secs(10))
-        .await
-        .unwrap();
-    c.write(11, b"\x0bb", b"y", Duration::from_secs(10))
-        .await
-        .unwrap();
+    c.write(10, b"\x0aa", b"x", Duration::from_secs(10)).await.unwrap();
+    c.write(11, b"\x0bb", b"y", Duration::from_secs(10)).await.unwrap();
     for n in 1..=3 {
-        assert!(
-            c.wait_applied(n, b"\x0aa", b"x", Duration::from_secs(5))
-                .await,
-            "n{n} applied r10"
-        );
-        assert!(
-            c.wait_applied(n, b"\x0bb", b"y", Duration::from_secs(5))
-                .await,
-            "n{n} applied r11"
-        );
+        assert!(c.wait_applied(n, b"\x0aa", b"x", Duration::from_secs(5)).await, "n{n} applied r10");
+        assert!(c.wait_applied(n, b"\x0bb", b"y", Duration::from_secs(5)).await, "n{n} applied r11");
     }
     let l = c.leader(10).unwrap();
-    assert_eq!(
-        c.read_at(l, 10, b"\x0aa").await.unwrap(),
-        Some(b"x".to_vec())
-    );
+    assert_eq!(c.read_at(l, 10, b"\x0aa").await.unwrap(), Some(b"x".to_vec()));
     let follower = (1..=3).find(|n| *n != l).unwrap();
     assert!(
         matches!(c.read_at(follower, 10, b"\x0aa").await, Err(KvError::NotLeaseholder { leaseholder: Some(x), .. }) if x == l),
@@ -230,24 +175,16 @@ async fn two_ranges_replicate_and_serve_linearizable_reads() {
         range_id: 10,
         read_ts: None,
         read_spans: vec![],
-        writes: vec![Write {
-            key: b"\x0bzz".to_vec(),
-            value: Some(b"no".to_vec()),
-        }],
+        writes: vec![Write { key: b"\x0bzz".to_vec(), value: Some(b"no".to_vec()) }],
     });
-    assert!(matches!(
-        c.store(l).handle_kv(req).await,
-        KvResponse::Error(KvError::KeyOutOfRange { .. })
-    ));
+    assert!(matches!(c.store(l).handle_kv(req).await, KvResponse::Error(KvError::KeyOutOfRange { .. })));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitioned_leader_loses_writes_majority_elects_and_heal_catches_up() {
     let c = Cluster::new(3, 5000).await;
     c.create_range(10, 1, &[1, 2, 3]).await;
-    c.write(10, b"\x0ak", b"v1", Duration::from_secs(10))
-        .await
-        .unwrap();
+    c.write(10, b"\x0ak", b"v1", Duration::from_secs(10)).await.unwrap();
     let old = c.leader(10).unwrap();
     c.net.partition(&[old], &[1, 2, 3]);
     // The isolated leader cannot commit.
@@ -255,24 +192,15 @@ async fn partitioned_leader_loses_writes_majority_elects_and_heal_catches_up() {
         range_id: 10,
         read_ts: None,
         read_spans: vec![],
-        writes: vec![Write {
-            key: b"\x0ak".to_vec(),
-            value: Some(b"lost".to_vec()),
-        }],
+        writes: vec![Write { key: b"\x0ak".to_vec(), value: Some(b"lost".to_vec()) }],
     });
     let isolated = tokio::time::timeout(Duration::from_secs(2), c.store(old).handle_kv(req)).await;
-    assert!(
-        !matches!(isolated, Ok(KvResponse::Write(_))),
-        "a minority leader must not acknowledge a write"
-    );
+    assert!(!matches!(isolated, Ok(KvResponse::Write(_))), "a minority leader must not acknowledge a write");
     // The majority elects a new leader and accepts writes.
     let deadline = Instant::now() + Duration::from_secs(10);
     let new = loop {
         let others: Vec<u64> = (1..=3).filter(|n| *n != old).collect();
-        if let Some(n) = others
-            .iter()
-            .find(|n| c.store(**n).replica(10).unwrap().group().is_leader())
-        {
+        if let Some(n) = others.iter().find(|n| c.store(**n).replica(10).unwrap().group().is_leader()) {
             break *n;
         }
         assert!(Instant::now() < deadline, "no new leader");
@@ -282,43 +210,16 @@ async fn partitioned_leader_loses_writes_majority_elects_and_heal_catches_up() {
         range_id: 10,
         read_ts: None,
         read_spans: vec![],
-        writes: vec![Write {
-            key: b"\x0ak".to_vec(),
-            value: Some(b"v2".to_vec()),
-        }],
+        writes: vec![Write { key: b"\x0ak".to_vec(), value: Some(b"v2".to_vec()) }],
     });
-    assert!(matches!(
-        c.store(new).handle_kv(req).await,
-        KvResponse::Write(_)
-    ));
+    assert!(matches!(c.store(new).handle_kv(req).await, KvResponse::Write(_)));
     // The old leader cannot serve a stale read.
-    assert!(
-        c.read_at(old, 10, b"\x0ak").await.is_err(),
-        "isolated old leader must not serve reads"
-    );
+    assert!(c.read_at(old, 10, b"\x0ak").await.is_err(), "isolated old leader must not serve reads");
     c.net.heal();
+    assert!(c.wait_applied(old, b"\x0ak", b"v2", Duration::from_secs(10)).await, "healed node catches up");
+    assert_eq!(c.read_at(new, 10, b"\x0ak").await.unwrap(), Some(b"v2".to_vec()));
     assert!(
-        c.wait_applied(old, b"\x0ak", b"v2", Duration::from_secs(10))
-            .await,
-        "healed node catches up"
-    );
-    assert_eq!(
-        c.read_at(new, 10, b"\x0ak").await.unwrap(),
-        Some(b"v2".to_vec())
-    );
-    assert!(
-        mvcc::scan(
-            c.store(old).engine(),
-            b"\x0a",
-            b"\x0b",
-            Timestamp::MAX,
-            None,
-            0
-        )
-        .unwrap()
-        .0
-        .iter()
-        .all(|(_, v)| v != b"lost"),
+        mvcc::scan(c.store(old).engine(), b"\x0a", b"\x0b", Timestamp::MAX, None, 0).unwrap().0.iter().all(|(_, v)| v != b"lost"),
         "the unacknowledged write never applied"
     );
 }
@@ -327,32 +228,15 @@ async fn partitioned_leader_loses_writes_majority_elects_and_heal_catches_up() {
 async fn restarted_node_recovers_its_replicas_from_the_store() {
     let mut c = Cluster::new(3, 5000).await;
     c.create_range(10, 1, &[1, 2, 3]).await;
-    c.write(10, b"\x0a1", b"before", Duration::from_secs(10))
-        .await
-        .unwrap();
-    assert!(
-        c.wait_applied(3, b"\x0a1", b"before", Duration::from_secs(5))
-            .await
-    );
+    c.write(10, b"\x0a1", b"before", Duration::from_secs(10)).await.unwrap();
+    assert!(c.wait_applied(3, b"\x0a1", b"before", Duration::from_secs(5)).await);
     c.crash(3).await;
-    c.write(10, b"\x0a2", b"while-down", Duration::from_secs(10))
-        .await
-        .unwrap();
+    c.write(10, b"\x0a2", b"while-down", Duration::from_secs(10)).await.unwrap();
     let s = c.open(3, &c.root.join("n3")).await;
     c.stores[2] = Some(s);
-    assert!(
-        c.store(3).replica(10).is_some(),
-        "replica restarted from the store, no re-creation"
-    );
-    assert!(
-        c.wait_applied(3, b"\x0a2", b"while-down", Duration::from_secs(10))
-            .await,
-        "restarted node catches up from the log"
-    );
-    assert_eq!(
-        mvcc::get(c.store(3).engine(), b"\x0a1", Timestamp::MAX, None).unwrap(),
-        Some(b"before".to_vec())
-    );
+    assert!(c.store(3).replica(10).is_some(), "replica restarted from the store, no re-creation");
+    assert!(c.wait_applied(3, b"\x0a2", b"while-down", Duration::from_secs(10)).await, "restarted node catches up from the log");
+    assert_eq!(mvcc::get(c.store(3).engine(), b"\x0a1", Timestamp::MAX, None).unwrap(), Some(b"before".to_vec()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -360,25 +244,12 @@ async fn replacement_replica_catches_up_by_snapshot_after_log_purge() {
     let mut c = Cluster::new(4, 20).await;
     c.create_range(10, 1, &[1, 2, 3]).await;
     for i in 0..120u32 {
-        c.write(
-            10,
-            &[10, (i >> 8) as u8, i as u8],
-            format!("v{i}").as_bytes(),
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap();
+        c.write(10, &[10, (i >> 8) as u8, i as u8], format!("v{i}").as_bytes(), Duration::from_secs(10)).await.unwrap();
     }
     let l = c.leader(10).unwrap();
     // Wait for the leader to purge its early log.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !c
-        .store(l)
-        .engine()
-        .scan(Cf::RaftLog, &raft_log_key(10, 0), &raft_log_key(10, 5), 0)
-        .unwrap()
-        .is_empty()
-    {
+    while !c.store(l).engine().scan(Cf::RaftLog, &raft_log_key(10, 0), &raft_log_key(10, 5), 0).unwrap().is_empty() {
         assert!(Instant::now() < deadline, "leader never purged its log");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -386,32 +257,15 @@ async fn replacement_replica_catches_up_by_snapshot_after_log_purge() {
     let dead = (1..=3).find(|n| *n != l).unwrap();
     c.crash(dead).await;
     let g = c.store(l).replica(10).unwrap().group().clone();
-    tokio::time::timeout(Duration::from_secs(20), g.add_voter(1004, 4))
-        .await
-        .unwrap()
-        .unwrap();
-    tokio::time::timeout(Duration::from_secs(10), g.remove_member(1000 + dead))
-        .await
-        .unwrap()
-        .unwrap();
+    tokio::time::timeout(Duration::from_secs(20), g.add_voter(1004, 4)).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), g.remove_member(1000 + dead)).await.unwrap().unwrap();
     for i in [0u32, 57, 119] {
         assert!(
-            c.wait_applied(
-                4,
-                &[10, (i >> 8) as u8, i as u8],
-                format!("v{i}").as_bytes(),
-                Duration::from_secs(10)
-            )
-            .await,
+            c.wait_applied(4, &[10, (i >> 8) as u8, i as u8], format!("v{i}").as_bytes(), Duration::from_secs(10)).await,
             "key {i} on n4"
         );
     }
     // And the group keeps committing with the new member.
-    c.write(10, b"\x0afin", b"ok", Duration::from_secs(10))
-        .await
-        .unwrap();
-    assert!(
-        c.wait_applied(4, b"\x0afin", b"ok", Duration::from_secs(10))
-            .await
-    );
+    c.write(10, b"\x0afin", b"ok", Duration::from_secs(10)).await.unwrap();
+    assert!(c.wait_applied(4, b"\x0afin", b"ok", Duration::from_secs(10)).await);
 }

@@ -36,26 +36,14 @@ impl SqlType {
         let upper = name.to_ascii_uppercase();
         let base = upper.split('(').next().unwrap_or("").trim();
         let ty = match base {
-            "INT" | "INT8" | "BIGINT" | "INTEGER" | "SMALLINT" | "INT2" | "INT4" | "INT64" => {
-                SqlType::Int
-            }
-            "FLOAT8" | "DOUBLE PRECISION" | "DOUBLE" | "FLOAT" | "FLOAT4" | "REAL" | "FLOAT64" => {
-                SqlType::Float
-            }
-            "STRING" | "TEXT" | "VARCHAR" | "CHARACTER VARYING" | "CHAR" | "CHARACTER" => {
-                SqlType::String
-            }
+            "INT" | "INT8" | "BIGINT" | "INTEGER" | "SMALLINT" | "INT2" | "INT4" | "INT64" => SqlType::Int,
+            "FLOAT8" | "DOUBLE PRECISION" | "DOUBLE" | "FLOAT" | "FLOAT4" | "REAL" | "FLOAT64" => SqlType::Float,
+            "STRING" | "TEXT" | "VARCHAR" | "CHARACTER VARYING" | "CHAR" | "CHARACTER" => SqlType::String,
             "BOOL" | "BOOLEAN" => SqlType::Bool,
             "BYTES" | "BYTEA" => SqlType::Bytes,
-            "TIMESTAMPTZ"
-            | "TIMESTAMP WITH TIME ZONE"
-            | "TIMESTAMP"
-            | "TIMESTAMP WITHOUT TIME ZONE" => SqlType::TimestampTz,
+            "TIMESTAMPTZ" | "TIMESTAMP WITH TIME ZONE" | "TIMESTAMP" | "TIMESTAMP WITHOUT TIME ZONE" => SqlType::TimestampTz,
             _ => {
-                return Err(SqlError::user(
-                    codes::UNSUPPORTED,
-                    format!("type {name} is not supported"),
-                ));
+                return Err(SqlError::user(codes::UNSUPPORTED, format!("type {name} is not supported")));
             }
         };
         Ok(ty)
@@ -107,18 +95,9 @@ mod tests {
     #[test]
     fn type_names_map() {
         assert_eq!(SqlType::from_sql_name("bigint").unwrap(), SqlType::Int);
-        assert_eq!(
-            SqlType::from_sql_name("VARCHAR(20)").unwrap(),
-            SqlType::String
-        );
-        assert_eq!(
-            SqlType::from_sql_name("DOUBLE PRECISION").unwrap(),
-            SqlType::Float
-        );
-        assert_eq!(
-            SqlType::from_sql_name("TIMESTAMP WITH TIME ZONE").unwrap(),
-            SqlType::TimestampTz
-        );
+        assert_eq!(SqlType::from_sql_name("VARCHAR(20)").unwrap(), SqlType::String);
+        assert_eq!(SqlType::from_sql_name("DOUBLE PRECISION").unwrap(), SqlType::Float);
+        assert_eq!(SqlType::from_sql_name("TIMESTAMP WITH TIME ZONE").unwrap(), SqlType::TimestampTz);
         assert_eq!(SqlType::from_sql_name("JSONB").unwrap_err().code(), "0A000");
         assert_eq!(SqlType::Bytes.name(), "BYTES");
     }

@@ -50,10 +50,7 @@ impl Datum {
                 None => match n.as_f64() {
                     Some(f) => Datum::Float(f),
                     None => {
-                        return Err(SqlError::user(
-                            codes::OUT_OF_RANGE,
-                            format!("number {n} out of range"),
-                        ));
+                        return Err(SqlError::user(codes::OUT_OF_RANGE, format!("number {n} out of range")));
                     }
                 },
             },
@@ -61,9 +58,7 @@ impl Datum {
             other => {
                 return Err(SqlError::user(
                     codes::INVALID_TEXT,
-                    format!(
-                        "unsupported argument value {other}: only numbers, strings, bools and null"
-                    ),
+                    format!("unsupported argument value {other}: only numbers, strings, bools and null"),
                 ));
             }
         })
@@ -106,21 +101,11 @@ impl Datum {
     /// Explicit cast (`CAST(x AS ty)`, `x::ty`). NULL casts to NULL.
     pub fn cast(&self, to: SqlType) -> Result<Datum, SqlError> {
         let bad = |from: &Datum| {
-            SqlError::user(
-                codes::INVALID_TEXT,
-                format!(
-                    "invalid input syntax for type {}: \"{}\"",
-                    to.name(),
-                    from.to_text()
-                ),
-            )
+            SqlError::user(codes::INVALID_TEXT, format!("invalid input syntax for type {}: \"{}\"", to.name(), from.to_text()))
         };
         let cannot = |from: &Datum| {
             let from_name = from.ty().map(|t| t.name()).unwrap_or("NULL");
-            SqlError::user(
-                codes::CANNOT_CAST,
-                format!("cannot cast {from_name} to {}", to.name()),
-            )
+            SqlError::user(codes::CANNOT_CAST, format!("cannot cast {from_name} to {}", to.name()))
         };
         Ok(match (self, to) {
             (Datum::Null, _) => Datum::Null,
@@ -133,24 +118,14 @@ impl Datum {
                 Datum::Int(r as i64)
             }
             (Datum::Bool(b), SqlType::Int) => Datum::Int(*b as i64),
-            (Datum::String(s), SqlType::Int) => {
-                Datum::Int(s.trim().parse::<i64>().map_err(|_| bad(self))?)
-            }
+            (Datum::String(s), SqlType::Int) => Datum::Int(s.trim().parse::<i64>().map_err(|_| bad(self))?),
             (Datum::Int(i), SqlType::Float) => Datum::Float(*i as f64),
-            (Datum::String(s), SqlType::Float) => {
-                Datum::Float(parse_float(s.trim()).ok_or_else(|| bad(self))?)
-            }
+            (Datum::String(s), SqlType::Float) => Datum::Float(parse_float(s.trim()).ok_or_else(|| bad(self))?),
             (d, SqlType::String) => Datum::String(d.to_text()),
             (Datum::Int(i), SqlType::Bool) => Datum::Bool(*i != 0),
-            (Datum::String(s), SqlType::Bool) => {
-                Datum::Bool(parse_bool(s).ok_or_else(|| bad(self))?)
-            }
-            (Datum::String(s), SqlType::Bytes) => {
-                Datum::Bytes(parse_bytes(s).ok_or_else(|| bad(self))?)
-            }
-            (Datum::String(s), SqlType::TimestampTz) => {
-                Datum::TimestampTz(parse_timestamp(s).ok_or_else(|| bad(self))?)
-            }
+            (Datum::String(s), SqlType::Bool) => Datum::Bool(parse_bool(s).ok_or_else(|| bad(self))?),
+            (Datum::String(s), SqlType::Bytes) => Datum::Bytes(parse_bytes(s).ok_or_else(|| bad(self))?),
+            (Datum::String(s), SqlType::TimestampTz) => Datum::TimestampTz(parse_timestamp(s).ok_or_else(|| bad(self))?),
             (d, _) => return Err(cannot(d)),
         })
     }
@@ -164,11 +139,7 @@ impl Datum {
             (Datum::Int(_), SqlType::Float) | (Datum::String(_), _) => self.cast(to),
             (d, t) => Err(SqlError::user(
                 codes::DATATYPE_MISMATCH,
-                format!(
-                    "value type {} doesn't match type {} of column \"{column}\"",
-                    d.ty().map(|t| t.name()).unwrap_or("NULL"),
-                    t.name()
-                ),
+                format!("value type {} doesn't match type {} of column \"{column}\"", d.ty().map(|t| t.name()).unwrap_or("NULL"), t.name()),
             )),
         }
     }
@@ -203,11 +174,7 @@ fn float_text(f: f64) -> String {
     if f.is_nan() {
         "NaN".into()
     } else if f.is_infinite() {
-        if f > 0.0 {
-            "Infinity".into()
-        } else {
-            "-Infinity".into()
-        }
+        if f > 0.0 { "Infinity".into() } else { "-Infinity".into() }
     } else {
         f.to_string()
     }
@@ -238,13 +205,7 @@ fn parse_bytes(s: &str) -> Option<Vec<u8>> {
     if hex.len() % 2 != 0 {
         return None;
     }
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| {
-            hex.get(i..i + 2)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        })
-        .collect()
+    (0..hex.len()).step_by(2).map(|i| hex.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok())).collect()
 }
 
 /// Parses RFC 3339, `YYYY-MM-DD HH:MM:SS[.f][±tz]` and `YYYY-MM-DD` (UTC when no zone).
@@ -253,20 +214,12 @@ pub fn parse_timestamp(s: &str) -> Option<i64> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t.timestamp_micros());
     }
-    for f in [
-        "%Y-%m-%d %H:%M:%S%.f%#z",
-        "%Y-%m-%d %H:%M:%S%.f%:z",
-        "%Y-%m-%dT%H:%M:%S%.f%#z",
-    ] {
+    for f in ["%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f%:z", "%Y-%m-%dT%H:%M:%S%.f%#z"] {
         if let Ok(t) = DateTime::parse_from_str(s, f) {
             return Some(t.timestamp_micros());
         }
     }
-    for f in [
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M",
-    ] {
+    for f in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M"] {
         if let Ok(t) = NaiveDateTime::parse_from_str(s, f) {
             return Some(t.and_utc().timestamp_micros());
         }
@@ -294,66 +247,29 @@ mod tests {
         assert_eq!(Datum::from_json(&json!([1])).unwrap_err().code(), "22P02");
         assert_eq!(Datum::Float(f64::NAN).to_json(), json!("NaN"));
         assert_eq!(Datum::Bytes(vec![1, 0xab]).to_json(), json!("\\x01ab"));
-        assert_eq!(
-            Datum::TimestampTz(0).to_json(),
-            json!("1970-01-01T00:00:00Z")
-        );
+        assert_eq!(Datum::TimestampTz(0).to_json(), json!("1970-01-01T00:00:00Z"));
     }
 
     #[test]
     fn casts_and_coercions() {
-        assert_eq!(
-            Datum::String("42".into()).cast(SqlType::Int).unwrap(),
-            Datum::Int(42)
-        );
-        assert_eq!(
-            Datum::String("x".into())
-                .cast(SqlType::Int)
-                .unwrap_err()
-                .code(),
-            "22P02"
-        );
-        assert_eq!(
-            Datum::Float(1e300).cast(SqlType::Int).unwrap_err().code(),
-            "22003"
-        );
-        assert_eq!(
-            Datum::Int(1).coerce_to(SqlType::Float, "c").unwrap(),
-            Datum::Float(1.0)
-        );
-        assert_eq!(
-            Datum::Bool(true)
-                .coerce_to(SqlType::Int, "c")
-                .unwrap_err()
-                .code(),
-            "42804"
-        );
-        let ts = Datum::String("2024-01-02 03:04:05+00".into())
-            .cast(SqlType::TimestampTz)
-            .unwrap();
+        assert_eq!(Datum::String("42".into()).cast(SqlType::Int).unwrap(), Datum::Int(42));
+        assert_eq!(Datum::String("x".into()).cast(SqlType::Int).unwrap_err().code(), "22P02");
+        assert_eq!(Datum::Float(1e300).cast(SqlType::Int).unwrap_err().code(), "22003");
+        assert_eq!(Datum::Int(1).coerce_to(SqlType::Float, "c").unwrap(), Datum::Float(1.0));
+        assert_eq!(Datum::Bool(true).coerce_to(SqlType::Int, "c").unwrap_err().code(), "42804");
+        let ts = Datum::String("2024-01-02 03:04:05+00".into()).cast(SqlType::TimestampTz).unwrap();
         assert_eq!(ts.to_text(), "2024-01-02T03:04:05Z");
         assert_eq!(
-            Datum::String("2024-01-02T03:04:05.5Z".into())
-                .cast(SqlType::TimestampTz)
-                .unwrap()
-                .to_text(),
+            Datum::String("2024-01-02T03:04:05.5Z".into()).cast(SqlType::TimestampTz).unwrap().to_text(),
             "2024-01-02T03:04:05.500Z"
         );
-        assert_eq!(
-            Datum::String("\\x0aff".into())
-                .cast(SqlType::Bytes)
-                .unwrap(),
-            Datum::Bytes(vec![10, 255])
-        );
+        assert_eq!(Datum::String("\\x0aff".into()).cast(SqlType::Bytes).unwrap(), Datum::Bytes(vec![10, 255]));
     }
 
     #[test]
     fn ordering_puts_nulls_last() {
         assert_eq!(Datum::Null.sort_cmp(&Datum::Int(1)), Ordering::Greater);
-        assert_eq!(
-            Datum::Int(1).compare(&Datum::Float(1.5)),
-            Some(Ordering::Less)
-        );
+        assert_eq!(Datum::Int(1).compare(&Datum::Float(1.5)), Some(Ordering::Less));
         assert_eq!(Datum::Int(1).compare(&Datum::String("a".into())), None);
     }
 }

@@ -16,8 +16,7 @@ use crate::expr::{Compiler, Scalar, eval, ident_name};
 use crate::plan::plan_scan;
 use crate::txn::TxnClient;
 use sqlparser::ast::{
-    AssignmentTarget, Delete, Expr, FromTable, Insert, ObjectName, SetExpr, TableFactor,
-    TableObject, TableWithJoins, Update,
+    AssignmentTarget, Delete, Expr, FromTable, Insert, ObjectName, SetExpr, TableFactor, TableObject, TableWithJoins, Update,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -28,21 +27,10 @@ fn unsupported(what: &str) -> SqlError {
 }
 
 fn column_of(table: &TableDesc, name: &ObjectName) -> Result<usize, SqlError> {
-    let n = name
-        .0
-        .last()
-        .and_then(|p| p.as_ident())
-        .map(ident_name)
-        .unwrap_or_default();
-    table.column_index(&n).ok_or_else(|| {
-        SqlError::user(
-            codes::UNDEFINED_COLUMN,
-            format!(
-                "column \"{n}\" of relation \"{}\" does not exist",
-                table.name
-            ),
-        )
-    })
+    let n = name.0.last().and_then(|p| p.as_ident()).map(ident_name).unwrap_or_default();
+    table
+        .column_index(&n)
+        .ok_or_else(|| SqlError::user(codes::UNDEFINED_COLUMN, format!("column \"{n}\" of relation \"{}\" does not exist", table.name)))
 }
 
 /// Checks NOT NULL constraints of a complete row.
@@ -51,10 +39,7 @@ fn check_not_null(table: &TableDesc, row: &[Datum]) -> Result<(), SqlError> {
         if !c.nullable && d.is_null() {
             return Err(SqlError::user(
                 codes::NOT_NULL,
-                format!(
-                    "null value in column \"{}\" of relation \"{}\" violates not-null constraint",
-                    c.name, table.name
-                ),
+                format!("null value in column \"{}\" of relation \"{}\" violates not-null constraint", c.name, table.name),
             ));
         }
     }
@@ -62,13 +47,7 @@ fn check_not_null(table: &TableDesc, row: &[Datum]) -> Result<(), SqlError> {
 }
 
 fn duplicate(table: &TableDesc) -> SqlError {
-    SqlError::user(
-        codes::UNIQUE,
-        format!(
-            "duplicate key value violates unique constraint \"{}\"",
-            table.pkey_name()
-        ),
-    )
+    SqlError::user(codes::UNIQUE, format!("duplicate key value violates unique constraint \"{}\"", table.pkey_name()))
 }
 
 /// The single-table target of UPDATE / DELETE.
@@ -77,18 +56,12 @@ fn single_table(t: &TableWithJoins) -> Result<&ObjectName, SqlError> {
         return Err(unsupported("joins"));
     }
     match &t.relation {
-        TableFactor::Table {
-            name, args: None, ..
-        } => Ok(name),
+        TableFactor::Table { name, args: None, .. } => Ok(name),
         _ => Err(unsupported("table expression")),
     }
 }
 
-pub(crate) async fn insert<T: TxnClient>(
-    txn: &mut T,
-    ctx: &Ctx<'_>,
-    ins: &Insert,
-) -> Result<QueryResult, SqlError> {
+pub(crate) async fn insert<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, ins: &Insert) -> Result<QueryResult, SqlError> {
     if ins.on.is_some() || ins.returning.is_some() || !ins.assignments.is_empty() {
         return Err(unsupported("INSERT with ON CONFLICT, RETURNING or SET"));
     }
@@ -105,10 +78,7 @@ pub(crate) async fn insert<T: TxnClient>(
             if t.contains(&i) {
                 return Err(SqlError::user(
                     codes::DUPLICATE_COLUMN,
-                    format!(
-                        "column \"{}\" specified more than once",
-                        table.columns[i].name
-                    ),
+                    format!("column \"{}\" specified more than once", table.columns[i].name),
                 ));
             }
             t.push(i);
@@ -133,9 +103,7 @@ pub(crate) async fn insert<T: TxnClient>(
                 let e = Parser::new(&PostgreSqlDialect {})
                     .try_with_sql(text)
                     .and_then(|mut p| p.parse_expr())
-                    .map_err(|e| {
-                        SqlError::user(codes::SYNTAX, format!("bad DEFAULT of \"{}\": {e}", c.name))
-                    })?;
+                    .map_err(|e| SqlError::user(codes::SYNTAX, format!("bad DEFAULT of \"{}\": {e}", c.name)))?;
                 Some(Compiler::new(&[], &[], ctx.now).compile(&e)?)
             }
         });
@@ -145,7 +113,9 @@ pub(crate) async fn insert<T: TxnClient>(
     let mut rows = 0u64;
     for values_row in &values.rows {
         let exprs = &values_row.content;
-        if exprs.len() != targets.len() {
+        // Without a column list, PostgreSQL fills the leading columns and defaults the rest.
+        let implicit_prefix = ins.columns.is_empty() && exprs.len() < targets.len();
+        if exprs.len() != targets.len() && !implicit_prefix {
             let msg = if exprs.len() > targets.len() {
                 "INSERT has more expressions than target columns"
             } else {
@@ -165,9 +135,7 @@ pub(crate) async fn insert<T: TxnClient>(
         for (i, v) in row.into_iter().enumerate() {
             full.push(match (v, &defaults[i]) {
                 (Some(v), _) => v,
-                (None, Some(d)) => {
-                    eval(d, &[], &[])?.coerce_to(table.columns[i].ty, &table.columns[i].name)?
-                }
+                (None, Some(d)) => eval(d, &[], &[])?.coerce_to(table.columns[i].ty, &table.columns[i].name)?,
                 (None, None) => Datum::Null,
             });
         }
@@ -182,16 +150,9 @@ pub(crate) async fn insert<T: TxnClient>(
     Ok(QueryResult::tag("INSERT", rows))
 }
 
-pub(crate) async fn update<T: TxnClient>(
-    txn: &mut T,
-    ctx: &Ctx<'_>,
-    up: &Update,
-) -> Result<QueryResult, SqlError> {
-    if up.from.is_some() || up.returning.is_some() || !up.order_by.is_empty() || up.limit.is_some()
-    {
-        return Err(unsupported(
-            "UPDATE with FROM, RETURNING, ORDER BY or LIMIT",
-        ));
+pub(crate) async fn update<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, up: &Update) -> Result<QueryResult, SqlError> {
+    if up.from.is_some() || up.returning.is_some() || !up.order_by.is_empty() || up.limit.is_some() {
+        return Err(unsupported("UPDATE with FROM, RETURNING, ORDER BY or LIMIT"));
     }
     let table = load_table(txn, ctx, single_table(&up.table)?).await?;
     let mut compiler = Compiler::new(&table.columns, ctx.args, ctx.now);
@@ -206,21 +167,11 @@ pub(crate) async fn update<T: TxnClient>(
         };
         let col = column_of(&table, name)?;
         if sets.iter().any(|(c, _)| *c == col) {
-            return Err(SqlError::user(
-                codes::SYNTAX,
-                format!(
-                    "multiple assignments to same column \"{}\"",
-                    table.columns[col].name
-                ),
-            ));
+            return Err(SqlError::user(codes::SYNTAX, format!("multiple assignments to same column \"{}\"", table.columns[col].name)));
         }
         sets.push((col, compiler.compile(&a.value)?));
     }
-    let filter = up
-        .selection
-        .as_ref()
-        .map(|e| compiler.compile(e))
-        .transpose()?;
+    let filter = up.selection.as_ref().map(|e| compiler.compile(e)).transpose()?;
     let plan = plan_scan(&table, filter.as_ref())?;
     let mut moved = Vec::new();
     let mut count = 0u64;
@@ -253,19 +204,9 @@ pub(crate) async fn update<T: TxnClient>(
     Ok(QueryResult::tag("UPDATE", count))
 }
 
-pub(crate) async fn delete<T: TxnClient>(
-    txn: &mut T,
-    ctx: &Ctx<'_>,
-    del: &Delete,
-) -> Result<QueryResult, SqlError> {
-    if del.using.is_some()
-        || del.returning.is_some()
-        || !del.order_by.is_empty()
-        || del.limit.is_some()
-    {
-        return Err(unsupported(
-            "DELETE with USING, RETURNING, ORDER BY or LIMIT",
-        ));
+pub(crate) async fn delete<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, del: &Delete) -> Result<QueryResult, SqlError> {
+    if del.using.is_some() || del.returning.is_some() || !del.order_by.is_empty() || del.limit.is_some() {
+        return Err(unsupported("DELETE with USING, RETURNING, ORDER BY or LIMIT"));
     }
     let (FromTable::WithFromKeyword(from) | FromTable::WithoutKeyword(from)) = &del.from;
     let [target] = from.as_slice() else {
@@ -277,11 +218,7 @@ pub(crate) async fn delete<T: TxnClient>(
     if let TableFactor::Table { alias: Some(a), .. } = &target.relation {
         compiler.table_names.push(ident_name(&a.name));
     }
-    let filter = del
-        .selection
-        .as_ref()
-        .map(|e| compiler.compile(e))
-        .transpose()?;
+    let filter = del.selection.as_ref().map(|e| compiler.compile(e)).transpose()?;
     let plan = plan_scan(&table, filter.as_ref())?;
     let mut count = 0u64;
     for (key, row) in read_rows(txn, &table, &plan, 0).await? {

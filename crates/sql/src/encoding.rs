@@ -47,11 +47,7 @@ pub fn encode_key_datum(buf: &mut Vec<u8>, d: &Datum) -> Result<(), SqlError> {
 pub fn row_key(table: &TableDesc, row: &[Datum]) -> Result<Vec<u8>, SqlError> {
     let mut k = rows_prefix(table);
     for &i in &table.primary_key {
-        encode_key_datum(
-            &mut k,
-            row.get(i)
-                .ok_or_else(|| corrupt("row shorter than table"))?,
-        )?;
+        encode_key_datum(&mut k, row.get(i).ok_or_else(|| corrupt("row shorter than table"))?)?;
     }
     Ok(k)
 }
@@ -151,11 +147,7 @@ pub fn decode_row(table: &TableDesc, value: &[u8]) -> Result<Vec<Datum>, SqlErro
             3 | 5 => {
                 let len = usize::try_from(r.varint()?).map_err(|_| corrupt("length"))?;
                 let bytes = r.take(len)?.to_vec();
-                if tag == 3 {
-                    Datum::String(String::from_utf8(bytes).map_err(|_| corrupt("invalid UTF-8"))?)
-                } else {
-                    Datum::Bytes(bytes)
-                }
+                if tag == 3 { Datum::String(String::from_utf8(bytes).map_err(|_| corrupt("invalid UTF-8"))?) } else { Datum::Bytes(bytes) }
             }
             4 => Datum::Bool(r.byte()? != 0),
             6 => Datum::TimestampTz(r.u64le()? as i64),
@@ -177,13 +169,7 @@ mod tests {
     use crate::catalog::{ColumnDesc, SqlType};
 
     pub(crate) fn table() -> TableDesc {
-        let col = |id: u32, name: &str, ty| ColumnDesc {
-            id,
-            name: name.into(),
-            ty,
-            nullable: true,
-            default: None,
-        };
+        let col = |id: u32, name: &str, ty| ColumnDesc { id, name: name.into(), ty, nullable: true, default: None };
         TableDesc {
             id: 7,
             db: "d".into(),

@@ -18,18 +18,14 @@ pub enum SqlError {
 
 impl SqlError {
     pub fn user(code: &'static str, msg: impl Into<String>) -> Self {
-        SqlError::User {
-            code,
-            message: msg.into(),
-        }
+        SqlError::User { code, message: msg.into() }
     }
 
     /// The SQLSTATE code for this error.
     pub fn code(&self) -> &'static str {
         match self {
             SqlError::User { code, .. } => code,
-            SqlError::Kv(KvError::WriteConflict(_))
-            | SqlError::Kv(KvError::ReadUncertainty { .. }) => "40001",
+            SqlError::Kv(KvError::WriteConflict(_)) | SqlError::Kv(KvError::ReadUncertainty { .. }) => "40001",
             SqlError::Kv(KvError::Unavailable(_)) => "08006",
             SqlError::Kv(KvError::Timeout) => "57014",
             SqlError::Kv(_) => "XX000",
@@ -70,15 +66,9 @@ mod tests {
 
     #[test]
     fn kv_errors_map_to_sqlstate_classes() {
-        assert_eq!(
-            SqlError::from(KvError::WriteConflict("x".into())).code(),
-            "40001"
-        );
+        assert_eq!(SqlError::from(KvError::WriteConflict("x".into())).code(), "40001");
         assert_eq!(SqlError::from(KvError::Timeout).code(), "57014");
-        assert_eq!(
-            SqlError::from(KvError::Internal("x".into())).code(),
-            "XX000"
-        );
+        assert_eq!(SqlError::from(KvError::Internal("x".into())).code(), "XX000");
         assert_eq!(SqlError::user("42601", "bad").code(), "42601");
         assert_eq!(SqlError::user("42601", "bad").to_string(), "bad");
     }

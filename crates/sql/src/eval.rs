@@ -17,10 +17,7 @@ pub(crate) fn overflow() -> SqlError {
 
 fn no_operator(op: &str, a: &Datum, b: &Datum) -> SqlError {
     let n = |d: &Datum| d.ty().map(|t| t.name()).unwrap_or("NULL");
-    SqlError::user(
-        codes::UNDEFINED_FUNCTION,
-        format!("operator does not exist: {} {op} {}", n(a), n(b)),
-    )
+    SqlError::user(codes::UNDEFINED_FUNCTION, format!("operator does not exist: {} {op} {}", n(a), n(b)))
 }
 
 /// SQL truth value of a datum: Some(bool) or None for NULL; non-booleans are 42804.
@@ -30,10 +27,7 @@ pub fn truth(d: &Datum, what: &str) -> Result<Option<bool>, SqlError> {
         Datum::Null => Ok(None),
         other => Err(SqlError::user(
             codes::DATATYPE_MISMATCH,
-            format!(
-                "argument of {what} must be type BOOL, not {}",
-                other.ty().map(|t| t.name()).unwrap_or("NULL")
-            ),
+            format!("argument of {what} must be type BOOL, not {}", other.ty().map(|t| t.name()).unwrap_or("NULL")),
         )),
     }
 }
@@ -108,19 +102,11 @@ pub fn eval(s: &Scalar, row: &[Datum], aggs: &[Datum]) -> Result<Datum, SqlError
             };
             bool_or_null(both.map(|b| b != *negated))
         }
-        Scalar::Like {
-            expr,
-            pattern,
-            negated,
-            ci,
-        } => match (eval(expr, row, aggs)?, eval(pattern, row, aggs)?) {
+        Scalar::Like { expr, pattern, negated, ci } => match (eval(expr, row, aggs)?, eval(pattern, row, aggs)?) {
             (Datum::Null, _) | (_, Datum::Null) => Datum::Null,
             (Datum::String(s), Datum::String(p)) => {
                 let (s, p): (Vec<char>, Vec<char>) = if *ci {
-                    (
-                        s.to_lowercase().chars().collect(),
-                        p.to_lowercase().chars().collect(),
-                    )
+                    (s.to_lowercase().chars().collect(), p.to_lowercase().chars().collect())
                 } else {
                     (s.chars().collect(), p.chars().collect())
                 };
@@ -142,9 +128,7 @@ fn compare(a: &Datum, b: &Datum, op: &str) -> Result<Option<Ordering>, SqlError>
 }
 
 fn binary(op: BinOp, a: Datum, b: Datum) -> Result<Datum, SqlError> {
-    let cmp = |name: &str, f: fn(Ordering) -> bool| -> Result<Datum, SqlError> {
-        Ok(bool_or_null(compare(&a, &b, name)?.map(f)))
-    };
+    let cmp = |name: &str, f: fn(Ordering) -> bool| -> Result<Datum, SqlError> { Ok(bool_or_null(compare(&a, &b, name)?.map(f))) };
     match op {
         BinOp::Eq => return cmp("=", |o| o == Ordering::Equal),
         BinOp::NotEq => return cmp("<>", |o| o != Ordering::Equal),
@@ -166,9 +150,7 @@ fn binary(op: BinOp, a: Datum, b: Datum) -> Result<Datum, SqlError> {
         _ => "||",
     };
     Ok(match (op, &a, &b) {
-        (BinOp::Concat, Datum::Bytes(x), Datum::Bytes(y)) => {
-            Datum::Bytes([x.as_slice(), y].concat())
-        }
+        (BinOp::Concat, Datum::Bytes(x), Datum::Bytes(y)) => Datum::Bytes([x.as_slice(), y].concat()),
         (BinOp::Concat, _, _) => Datum::String(a.to_text() + &b.to_text()),
         (_, Datum::Int(x), Datum::Int(y)) => {
             let (x, y) = (*x, *y);
@@ -202,10 +184,7 @@ fn binary(op: BinOp, a: Datum, b: Datum) -> Result<Datum, SqlError> {
                 _ => x % y,
             };
             if r.is_infinite() && x.is_finite() && y.is_finite() {
-                return Err(SqlError::user(
-                    codes::OUT_OF_RANGE,
-                    "value out of range: overflow",
-                ));
+                return Err(SqlError::user(codes::OUT_OF_RANGE, "value out of range: overflow"));
             }
             Datum::Float(r)
         }
@@ -230,11 +209,7 @@ fn func(f: Func, args: &[Scalar], row: &[Datum], aggs: &[Datum]) -> Result<Datum
     let bad = |v: &Datum| {
         SqlError::user(
             codes::UNDEFINED_FUNCTION,
-            format!(
-                "function {f:?}({}) does not exist",
-                v.ty().map(|t| t.name()).unwrap_or("NULL")
-            )
-            .to_lowercase(),
+            format!("function {f:?}({}) does not exist", v.ty().map(|t| t.name()).unwrap_or("NULL")).to_lowercase(),
         )
     };
     Ok(match (f, &v) {
@@ -301,7 +276,5 @@ fn like(s: &[char], p: &[char]) -> bool {
             None => return false,
         }
     }
-    toks[ti.min(toks.len())..]
-        .iter()
-        .all(|t| matches!(t, Tok::Any))
+    toks[ti.min(toks.len())..].iter().all(|t| matches!(t, Tok::Any))
 }

@@ -38,11 +38,7 @@ pub struct QueryResult {
 
 impl QueryResult {
     pub(crate) fn tag(tag: &str, rows_affected: u64) -> Self {
-        QueryResult {
-            tag: tag.into(),
-            rows_affected,
-            ..Default::default()
-        }
+        QueryResult { tag: tag.into(), rows_affected, ..Default::default() }
     }
 }
 
@@ -62,10 +58,7 @@ pub async fn execute<T: TxnClient>(
     database: &str,
     statements: &[(String, Vec<serde_json::Value>)],
 ) -> Result<Vec<QueryResult>, SqlError> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0);
     let mut out = Vec::with_capacity(statements.len());
     for (sql, args) in statements {
         out.push(execute_one(txn, database, sql, args, now).await?);
@@ -81,35 +74,20 @@ async fn execute_one<T: TxnClient>(
     now: i64,
 ) -> Result<QueryResult, SqlError> {
     let dialect = PostgreSqlDialect {};
-    let mut stmts = Parser::parse_sql(&dialect, sql)
-        .map_err(|e| SqlError::user(codes::SYNTAX, e.to_string()))?;
+    let mut stmts = Parser::parse_sql(&dialect, sql).map_err(|e| SqlError::user(codes::SYNTAX, e.to_string()))?;
     if stmts.len() != 1 {
-        let msg = if stmts.is_empty() {
-            "empty statement"
-        } else {
-            "one statement per entry"
-        };
+        let msg = if stmts.is_empty() { "empty statement" } else { "one statement per entry" };
         return Err(SqlError::user(codes::SYNTAX, msg));
     }
     let expected = placeholder_count(sql)?;
     if expected != json_args.len() {
         return Err(SqlError::user(
             codes::PROTOCOL,
-            format!(
-                "wrong number of arguments: statement expects {expected}, got {}",
-                json_args.len()
-            ),
+            format!("wrong number of arguments: statement expects {expected}, got {}", json_args.len()),
         ));
     }
-    let args = json_args
-        .iter()
-        .map(Datum::from_json)
-        .collect::<Result<Vec<_>, _>>()?;
-    let ctx = Ctx {
-        db: database,
-        args: &args,
-        now,
-    };
+    let args = json_args.iter().map(Datum::from_json).collect::<Result<Vec<_>, _>>()?;
+    let ctx = Ctx { db: database, args: &args, now };
     let Some(stmt) = stmts.pop() else {
         return Err(SqlError::user(codes::SYNTAX, "empty statement"));
     };
@@ -119,45 +97,22 @@ async fn execute_one<T: TxnClient>(
         Statement::Update(up) => dml::update(txn, &ctx, up).await,
         Statement::Delete(del) => dml::delete(txn, &ctx, del).await,
         Statement::CreateTable(ct) => ddl::create_table(txn, &ctx, ct).await,
-        Statement::CreateDatabase {
-            db_name,
-            if_not_exists,
-            ..
-        } => ddl::create_database(txn, db_name, *if_not_exists).await,
-        Statement::Drop {
-            object_type: ObjectType::Table,
-            if_exists,
-            names,
-            ..
-        } => ddl::drop_tables(txn, &ctx, names, *if_exists).await,
-        Statement::Drop {
-            object_type: ObjectType::Database,
-            if_exists,
-            names,
-            ..
-        } => ddl::drop_databases(txn, names, *if_exists).await,
+        Statement::CreateDatabase { db_name, if_not_exists, .. } => ddl::create_database(txn, db_name, *if_not_exists).await,
+        Statement::Drop { object_type: ObjectType::Table, if_exists, names, .. } => ddl::drop_tables(txn, &ctx, names, *if_exists).await,
+        Statement::Drop { object_type: ObjectType::Database, if_exists, names, .. } => ddl::drop_databases(txn, names, *if_exists).await,
         Statement::ShowDatabases { .. } => ddl::show_databases(txn).await,
         Statement::ShowTables { .. } => ddl::show_tables(txn, &ctx).await,
         other => {
             let text = other.to_string();
-            let head: String = text
-                .split_whitespace()
-                .take(2)
-                .collect::<Vec<_>>()
-                .join(" ");
-            Err(SqlError::user(
-                codes::UNSUPPORTED,
-                format!("unsupported statement: {head}"),
-            ))
+            let head: String = text.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+            Err(SqlError::user(codes::UNSUPPORTED, format!("unsupported statement: {head}")))
         }
     }
 }
 
 /// The highest `$n` placeholder in the statement text (0 if none).
 fn placeholder_count(sql: &str) -> Result<usize, SqlError> {
-    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql)
-        .tokenize()
-        .map_err(|e| SqlError::user(codes::SYNTAX, e.to_string()))?;
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize().map_err(|e| SqlError::user(codes::SYNTAX, e.to_string()))?;
     let mut max = 0;
     for t in tokens {
         if let Token::Placeholder(p) = t
@@ -178,39 +133,23 @@ pub(crate) fn table_ref(ctx: &Ctx<'_>, name: &ObjectName) -> Result<(String, Str
         .collect::<Option<Vec<_>>>()
         .ok_or_else(|| SqlError::user(codes::UNSUPPORTED, format!("unsupported name {name}")))?;
     match parts.as_slice() {
-        [t] if ctx.db.is_empty() => Err(SqlError::user(
-            codes::UNDEFINED_DATABASE,
-            format!("no database selected (table \"{t}\")"),
-        )),
+        [t] if ctx.db.is_empty() => Err(SqlError::user(codes::UNDEFINED_DATABASE, format!("no database selected (table \"{t}\")"))),
         [t] => Ok((ctx.db.to_string(), t.clone())),
         [db, t] => Ok((db.clone(), t.clone())),
-        _ => Err(SqlError::user(
-            codes::UNSUPPORTED,
-            format!("unsupported name {name}"),
-        )),
+        _ => Err(SqlError::user(codes::UNSUPPORTED, format!("unsupported name {name}"))),
     }
 }
 
 /// Loads a table descriptor: 42P01 if it does not exist, 3D000 if its database doesn't.
-pub(crate) async fn load_table<T: TxnClient>(
-    txn: &mut T,
-    ctx: &Ctx<'_>,
-    name: &ObjectName,
-) -> Result<TableDesc, SqlError> {
+pub(crate) async fn load_table<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, name: &ObjectName) -> Result<TableDesc, SqlError> {
     let (db, t) = table_ref(ctx, name)?;
     if let Some(desc) = txn.get_table(&db, &t).await? {
         return Ok(desc);
     }
     if txn.get_database(&db).await?.is_none() {
-        return Err(SqlError::user(
-            codes::UNDEFINED_DATABASE,
-            format!("database \"{db}\" does not exist"),
-        ));
+        return Err(SqlError::user(codes::UNDEFINED_DATABASE, format!("database \"{db}\" does not exist")));
     }
-    Err(SqlError::user(
-        codes::UNDEFINED_TABLE,
-        format!("relation \"{t}\" does not exist"),
-    ))
+    Err(SqlError::user(codes::UNDEFINED_TABLE, format!("relation \"{t}\" does not exist")))
 }
 
 /// Reads the rows of `plan` (at most `limit`, 0 = all) as (key, row) pairs in key order.
@@ -226,13 +165,9 @@ pub(crate) async fn read_rows<T: TxnClient>(
             Some(v) => vec![(k.clone(), v)],
             None => Vec::new(),
         },
-        ScanPlan::Span { start, end } | ScanPlan::Full { start, end } => {
-            txn.scan(start, end, limit).await?
-        }
+        ScanPlan::Span { start, end } | ScanPlan::Full { start, end } => txn.scan(start, end, limit).await?,
     };
-    kvs.into_iter()
-        .map(|(k, v)| Ok((k, decode_row(table, &v)?)))
-        .collect()
+    kvs.into_iter().map(|(k, v)| Ok((k, decode_row(table, &v)?))).collect()
 }
 
 /// Whether a row passes an optional WHERE filter (NULL counts as false).

@@ -13,8 +13,7 @@ use crate::error::{SqlError, codes};
 use crate::eval::overflow;
 pub use crate::eval::{eval, truth};
 use sqlparser::ast::{
-    BinaryOperator, DuplicateTreatment, Expr, FunctionArg, FunctionArgExpr, FunctionArguments,
-    Ident, UnaryOperator, Value,
+    BinaryOperator, DuplicateTreatment, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, UnaryOperator, Value,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,11 +84,7 @@ pub enum Scalar {
 
 /// Normalizes an identifier as PostgreSQL does: unquoted names fold to lower case.
 pub fn ident_name(id: &Ident) -> String {
-    if id.quote_style.is_some() {
-        id.value.clone()
-    } else {
-        id.value.to_lowercase()
-    }
+    if id.quote_style.is_some() { id.value.clone() } else { id.value.to_lowercase() }
 }
 
 /// Compiles expressions against one table (or none), with bound arguments.
@@ -110,13 +105,7 @@ fn unsupported(what: impl std::fmt::Display) -> SqlError {
 
 impl<'a> Compiler<'a> {
     pub fn new(columns: &'a [ColumnDesc], args: &'a [Datum], now: i64) -> Self {
-        Compiler {
-            table_names: Vec::new(),
-            columns,
-            args,
-            now,
-            aggs: None,
-        }
+        Compiler { table_names: Vec::new(), columns, args, now, aggs: None }
     }
 
     pub fn compile(&mut self, e: &Expr) -> Result<Scalar, SqlError> {
@@ -128,10 +117,7 @@ impl<'a> Compiler<'a> {
                 [t, c] => {
                     let t = ident_name(t);
                     if !self.table_names.contains(&t) {
-                        return Err(SqlError::user(
-                            codes::UNDEFINED_TABLE,
-                            format!("missing FROM-clause entry for table \"{t}\""),
-                        ));
+                        return Err(SqlError::user(codes::UNDEFINED_TABLE, format!("missing FROM-clause entry for table \"{t}\"")));
                     }
                     Scalar::Col(self.column(&ident_name(c))?)
                 }
@@ -142,9 +128,7 @@ impl<'a> Compiler<'a> {
                 match op {
                     UnaryOperator::Plus => inner,
                     UnaryOperator::Minus => match inner {
-                        Scalar::Lit(Datum::Int(i)) => {
-                            Scalar::Lit(Datum::Int(i.checked_neg().ok_or_else(overflow)?))
-                        }
+                        Scalar::Lit(Datum::Int(i)) => Scalar::Lit(Datum::Int(i.checked_neg().ok_or_else(overflow)?)),
                         Scalar::Lit(Datum::Float(f)) => Scalar::Lit(Datum::Float(-f)),
                         other => Scalar::Neg(Box::new(other)),
                     },
@@ -172,10 +156,7 @@ impl<'a> Compiler<'a> {
                 };
                 let mut l = self.compile(left)?;
                 let mut r = self.compile(right)?;
-                if matches!(
-                    op,
-                    BinOp::Eq | BinOp::NotEq | BinOp::Lt | BinOp::LtEq | BinOp::Gt | BinOp::GtEq
-                ) {
+                if matches!(op, BinOp::Eq | BinOp::NotEq | BinOp::Lt | BinOp::LtEq | BinOp::Gt | BinOp::GtEq) {
                     let (lt, rt) = (self.ty(&l), self.ty(&r));
                     coerce_lit(&mut l, rt)?;
                     coerce_lit(&mut r, lt)?;
@@ -184,11 +165,7 @@ impl<'a> Compiler<'a> {
             }
             Expr::IsNull(e) => Scalar::IsNull(Box::new(self.compile(e)?), false),
             Expr::IsNotNull(e) => Scalar::IsNull(Box::new(self.compile(e)?), true),
-            Expr::InList {
-                expr,
-                list,
-                negated,
-            } => {
+            Expr::InList { expr, list, negated } => {
                 let x = self.compile(expr)?;
                 let t = self.ty(&x);
                 let mut items = Vec::with_capacity(list.len());
@@ -199,12 +176,7 @@ impl<'a> Compiler<'a> {
                 }
                 Scalar::InList(Box::new(x), items, *negated)
             }
-            Expr::Between {
-                expr,
-                negated,
-                low,
-                high,
-            } => {
+            Expr::Between { expr, negated, low, high } => {
                 let x = self.compile(expr)?;
                 let t = self.ty(&x);
                 let (mut lo, mut hi) = (self.compile(low)?, self.compile(high)?);
@@ -212,33 +184,16 @@ impl<'a> Compiler<'a> {
                 coerce_lit(&mut hi, t)?;
                 Scalar::Between(Box::new(x), Box::new(lo), Box::new(hi), *negated)
             }
-            Expr::Like {
-                negated,
-                any: false,
-                expr,
-                pattern,
-                escape_char: None,
-            } => Scalar::Like {
+            Expr::Like { negated, any: false, expr, pattern, escape_char: None } => Scalar::Like {
                 expr: Box::new(self.compile(expr)?),
                 pattern: Box::new(self.compile(pattern)?),
                 negated: *negated,
                 ci: false,
             },
-            Expr::ILike {
-                negated,
-                any: false,
-                expr,
-                pattern,
-                escape_char: None,
-            } => Scalar::Like {
-                expr: Box::new(self.compile(expr)?),
-                pattern: Box::new(self.compile(pattern)?),
-                negated: *negated,
-                ci: true,
-            },
-            Expr::Cast {
-                expr, data_type, ..
-            } => {
+            Expr::ILike { negated, any: false, expr, pattern, escape_char: None } => {
+                Scalar::Like { expr: Box::new(self.compile(expr)?), pattern: Box::new(self.compile(pattern)?), negated: *negated, ci: true }
+            }
+            Expr::Cast { expr, data_type, .. } => {
                 let ty = SqlType::from_sql_name(&data_type.to_string())?;
                 match self.compile(expr)? {
                     Scalar::Lit(d) => Scalar::Lit(d.cast(ty)?),
@@ -258,21 +213,14 @@ impl<'a> Compiler<'a> {
         self.columns
             .iter()
             .position(|c| c.name == name)
-            .ok_or_else(|| {
-                SqlError::user(
-                    codes::UNDEFINED_COLUMN,
-                    format!("column \"{name}\" does not exist"),
-                )
-            })
+            .ok_or_else(|| SqlError::user(codes::UNDEFINED_COLUMN, format!("column \"{name}\" does not exist")))
     }
 
     fn literal(&self, v: &Value) -> Result<Datum, SqlError> {
         Ok(match v {
             Value::Number(s, _) => match s.parse::<i64>() {
                 Ok(i) => Datum::Int(i),
-                Err(_) => Datum::Float(s.parse::<f64>().map_err(|_| {
-                    SqlError::user(codes::INVALID_TEXT, format!("invalid number {s}"))
-                })?),
+                Err(_) => Datum::Float(s.parse::<f64>().map_err(|_| SqlError::user(codes::INVALID_TEXT, format!("invalid number {s}")))?),
             },
             Value::SingleQuotedString(s)
             | Value::EscapedStringLiteral(s)
@@ -284,21 +232,10 @@ impl<'a> Compiler<'a> {
             Value::Boolean(b) => Datum::Bool(*b),
             Value::Null => Datum::Null,
             Value::Placeholder(p) => {
-                let n = p
-                    .strip_prefix('$')
-                    .and_then(|n| n.parse::<usize>().ok())
-                    .filter(|n| *n >= 1);
-                let n = n.ok_or_else(|| {
-                    SqlError::user(codes::SYNTAX, format!("unsupported placeholder {p}"))
-                })?;
+                let n = p.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()).filter(|n| *n >= 1);
+                let n = n.ok_or_else(|| SqlError::user(codes::SYNTAX, format!("unsupported placeholder {p}")))?;
                 self.args.get(n - 1).cloned().ok_or_else(|| {
-                    SqlError::user(
-                        codes::PROTOCOL,
-                        format!(
-                            "wrong number of arguments: statement uses ${n}, got {}",
-                            self.args.len()
-                        ),
-                    )
+                    SqlError::user(codes::PROTOCOL, format!("wrong number of arguments: statement uses ${n}, got {}", self.args.len()))
                 })?
             }
             other => return Err(unsupported(format!("literal {other}"))),
@@ -306,13 +243,7 @@ impl<'a> Compiler<'a> {
     }
 
     fn function(&mut self, f: &sqlparser::ast::Function) -> Result<Scalar, SqlError> {
-        let name = f
-            .name
-            .0
-            .last()
-            .and_then(|p| p.as_ident())
-            .map(ident_name)
-            .unwrap_or_default();
+        let name = f.name.0.last().and_then(|p| p.as_ident()).map(ident_name).unwrap_or_default();
         if f.over.is_some() || f.filter.is_some() || !f.within_group.is_empty() {
             return Err(unsupported(format!("function syntax {f}")));
         }
@@ -322,9 +253,7 @@ impl<'a> Compiler<'a> {
             FunctionArguments::None => {}
             FunctionArguments::Subquery(_) => return Err(unsupported("subqueries")),
             FunctionArguments::List(list) => {
-                if matches!(list.duplicate_treatment, Some(DuplicateTreatment::Distinct))
-                    || !list.clauses.is_empty()
-                {
+                if matches!(list.duplicate_treatment, Some(DuplicateTreatment::Distinct)) || !list.clauses.is_empty() {
                     return Err(unsupported(format!("function syntax {f}")));
                 }
                 for a in &list.args {
@@ -345,21 +274,13 @@ impl<'a> Compiler<'a> {
             "avg" => Some(AggFunc::Avg),
             _ => None,
         };
-        let wrong_args = || {
-            SqlError::user(
-                codes::UNDEFINED_FUNCTION,
-                format!("function {f} does not exist"),
-            )
-        };
+        let wrong_args = || SqlError::user(codes::UNDEFINED_FUNCTION, format!("function {f} does not exist"));
         if star && agg != Some(AggFunc::CountStar) {
             return Err(wrong_args());
         }
         if let Some(func) = agg {
             let Some(mut specs) = self.aggs.take() else {
-                return Err(SqlError::user(
-                    codes::GROUPING,
-                    format!("aggregate function {name} is not allowed here"),
-                ));
+                return Err(SqlError::user(codes::GROUPING, format!("aggregate function {name} is not allowed here")));
             };
             let arg = match (func, arg_exprs.as_slice()) {
                 (AggFunc::CountStar, []) => None,
@@ -405,10 +326,7 @@ impl<'a> Compiler<'a> {
             "abs" => (Func::Abs, Some(1)),
             "coalesce" => (Func::Coalesce, None),
             _ => {
-                return Err(SqlError::user(
-                    codes::UNDEFINED_FUNCTION,
-                    format!("unknown function: {name}()"),
-                ));
+                return Err(SqlError::user(codes::UNDEFINED_FUNCTION, format!("unknown function: {name}()")));
             }
         };
         if arity.is_some_and(|n| n != args.len()) || args.is_empty() {
@@ -432,25 +350,17 @@ impl<'a> Compiler<'a> {
             }
             Scalar::Neg(e) => self.ty(e),
             Scalar::Bin(op, l, r) => match op {
-                BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Mod => {
-                    match (self.ty(l), self.ty(r)) {
-                        (Some(SqlType::Float), _) | (_, Some(SqlType::Float)) => {
-                            Some(SqlType::Float)
-                        }
-                        (a, b) => a.or(b),
-                    }
-                }
+                BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Mod => match (self.ty(l), self.ty(r)) {
+                    (Some(SqlType::Float), _) | (_, Some(SqlType::Float)) => Some(SqlType::Float),
+                    (a, b) => a.or(b),
+                },
                 BinOp::Concat => match (self.ty(l), self.ty(r)) {
                     (Some(SqlType::Bytes), Some(SqlType::Bytes)) => Some(SqlType::Bytes),
                     _ => Some(SqlType::String),
                 },
                 _ => Some(SqlType::Bool),
             },
-            Scalar::Not(_)
-            | Scalar::IsNull(..)
-            | Scalar::InList(..)
-            | Scalar::Between(..)
-            | Scalar::Like { .. } => Some(SqlType::Bool),
+            Scalar::Not(_) | Scalar::IsNull(..) | Scalar::InList(..) | Scalar::Between(..) | Scalar::Like { .. } => Some(SqlType::Bool),
             Scalar::Cast(_, t) => Some(*t),
             Scalar::Func(f, args) => match f {
                 Func::Lower | Func::Upper => Some(SqlType::String),
@@ -483,11 +393,7 @@ mod tests {
     use sqlparser::parser::Parser;
 
     fn run(sql: &str) -> Result<Datum, SqlError> {
-        let e = Parser::new(&PostgreSqlDialect {})
-            .try_with_sql(sql)
-            .unwrap()
-            .parse_expr()
-            .unwrap();
+        let e = Parser::new(&PostgreSqlDialect {}).try_with_sql(sql).unwrap().parse_expr().unwrap();
         let args = [Datum::Int(10), Datum::String("x".into())];
         let s = Compiler::new(&[], &args, 0).compile(&e)?;
         eval(&s, &[], &[])
@@ -501,19 +407,13 @@ mod tests {
         assert_eq!(run("$1 % 3").unwrap(), Datum::Int(1));
         assert_eq!(run("1 / 0").unwrap_err().code(), "22012");
         assert_eq!(run("9223372036854775807 + 1").unwrap_err().code(), "22003");
-        assert_eq!(
-            run("-(-9223372036854775807 - 1)").unwrap_err().code(),
-            "22003"
-        );
+        assert_eq!(run("-(-9223372036854775807 - 1)").unwrap_err().code(), "22003");
         assert_eq!(run("$3").unwrap_err().code(), "08P01");
         assert_eq!(run("'a' || 1 || $2").unwrap(), Datum::String("a1x".into()));
         assert_eq!(run("abs(-3) + length('héé')").unwrap(), Datum::Int(6));
         assert_eq!(run("upper('ab') = 'AB'").unwrap(), Datum::Bool(true));
         assert_eq!(run("coalesce(NULL, 2)").unwrap(), Datum::Int(2));
-        assert_eq!(
-            run("CAST('12' AS INT) + '3'::int8").unwrap(),
-            Datum::Int(15)
-        );
+        assert_eq!(run("CAST('12' AS INT) + '3'::int8").unwrap(), Datum::Int(15));
         assert_eq!(run("nosuch(1)").unwrap_err().code(), "42883");
         assert_eq!(run("count(*)").unwrap_err().code(), "42803");
     }

@@ -78,10 +78,7 @@ fn tighten(cur: Bound, new: (Datum, bool), lower: bool) -> Bound {
 
 pub fn plan_scan(table: &TableDesc, filter: Option<&Scalar>) -> Result<ScanPlan, SqlError> {
     let prefix = rows_prefix(table);
-    let full = ScanPlan::Full {
-        start: prefix.clone(),
-        end: keys::prefix_end(&prefix),
-    };
+    let full = ScanPlan::Full { start: prefix.clone(), end: keys::prefix_end(&prefix) };
     let Some(filter) = filter else {
         return Ok(full);
     };
@@ -96,11 +93,7 @@ pub fn plan_scan(table: &TableDesc, filter: Option<&Scalar>) -> Result<ScanPlan,
             break;
         };
         let usable = |d: &Datum| d.is_null() || d.ty() == Some(col_ty);
-        if let Some((_, d)) = cs
-            .iter()
-            .filter_map(|c| col_cmp(c, col))
-            .find(|(op, d)| *op == BinOp::Eq && usable(d))
-        {
+        if let Some((_, d)) = cs.iter().filter_map(|c| col_cmp(c, col)).find(|(op, d)| *op == BinOp::Eq && usable(d)) {
             if d.is_null() {
                 return Ok(ScanPlan::Empty);
             }
@@ -175,13 +168,7 @@ mod tests {
     use sqlparser::parser::Parser;
 
     fn table(pk: Vec<usize>) -> TableDesc {
-        let col = |id: u32, name: &str| ColumnDesc {
-            id,
-            name: name.into(),
-            ty: SqlType::Int,
-            nullable: true,
-            default: None,
-        };
+        let col = |id: u32, name: &str| ColumnDesc { id, name: name.into(), ty: SqlType::Int, nullable: true, default: None };
         TableDesc {
             id: 3,
             db: "d".into(),
@@ -193,11 +180,7 @@ mod tests {
     }
 
     fn plan(t: &TableDesc, filter: &str) -> ScanPlan {
-        let e = Parser::new(&PostgreSqlDialect {})
-            .try_with_sql(filter)
-            .unwrap()
-            .parse_expr()
-            .unwrap();
+        let e = Parser::new(&PostgreSqlDialect {}).try_with_sql(filter).unwrap().parse_expr().unwrap();
         let s = Compiler::new(&t.columns, &[], 0).compile(&e).unwrap();
         plan_scan(t, Some(&s)).unwrap()
     }
@@ -216,10 +199,7 @@ mod tests {
         assert_eq!(plan(&t, "a = 5"), ScanPlan::Point(key(&t, &[5])));
         assert_eq!(plan(&t, "5 = a AND v > 2"), ScanPlan::Point(key(&t, &[5])));
         let t2 = table(vec![0, 1]);
-        assert_eq!(
-            plan(&t2, "b = 2 AND a = 1"),
-            ScanPlan::Point(key(&t2, &[1, 2]))
-        );
+        assert_eq!(plan(&t2, "b = 2 AND a = 1"), ScanPlan::Point(key(&t2, &[1, 2])));
         assert_eq!(plan(&t, "a = NULL"), ScanPlan::Empty);
         // A string literal compared with an INT column is cast at compile time.
         assert_eq!(plan(&t, "a = '7'"), ScanPlan::Point(key(&t, &[7])));
@@ -229,34 +209,10 @@ mod tests {
     fn prefix_and_ranges_are_spans() {
         let t = table(vec![0, 1]);
         let p = key(&t, &[1]);
-        assert_eq!(
-            plan(&t, "a = 1 AND b > 3"),
-            ScanPlan::Span {
-                start: keys::prefix_end(&key(&t, &[1, 3])),
-                end: keys::prefix_end(&p)
-            }
-        );
-        assert_eq!(
-            plan(&t, "a = 1"),
-            ScanPlan::Span {
-                start: p.clone(),
-                end: keys::prefix_end(&p)
-            }
-        );
-        assert_eq!(
-            plan(&t, "a >= 2 AND a < 9 AND a < 20"),
-            ScanPlan::Span {
-                start: key(&t, &[2]),
-                end: key(&t, &[9])
-            }
-        );
-        assert_eq!(
-            plan(&t, "a BETWEEN 2 AND 4"),
-            ScanPlan::Span {
-                start: key(&t, &[2]),
-                end: keys::prefix_end(&key(&t, &[4]))
-            }
-        );
+        assert_eq!(plan(&t, "a = 1 AND b > 3"), ScanPlan::Span { start: keys::prefix_end(&key(&t, &[1, 3])), end: keys::prefix_end(&p) });
+        assert_eq!(plan(&t, "a = 1"), ScanPlan::Span { start: p.clone(), end: keys::prefix_end(&p) });
+        assert_eq!(plan(&t, "a >= 2 AND a < 9 AND a < 20"), ScanPlan::Span { start: key(&t, &[2]), end: key(&t, &[9]) });
+        assert_eq!(plan(&t, "a BETWEEN 2 AND 4"), ScanPlan::Span { start: key(&t, &[2]), end: keys::prefix_end(&key(&t, &[4])) });
         assert_eq!(plan(&t, "a > 5 AND a < 3"), ScanPlan::Empty);
     }
 

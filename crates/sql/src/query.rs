@@ -16,8 +16,7 @@ use crate::expr::{AggFunc, AggSpec, Compiler, Scalar, eval, ident_name, truth};
 use crate::plan::{ScanPlan, plan_scan};
 use crate::txn::TxnClient;
 use sqlparser::ast::{
-    Distinct, Expr, GroupByExpr, LimitClause, OrderByKind, OrderBySort, Query, Select, SelectItem,
-    SetExpr, TableFactor, Value,
+    Distinct, Expr, GroupByExpr, LimitClause, OrderByKind, OrderBySort, Query, Select, SelectItem, SetExpr, TableFactor, Value,
 };
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -37,13 +36,7 @@ fn output_name(e: &Expr) -> String {
     match e {
         Expr::Identifier(id) => ident_name(id),
         Expr::CompoundIdentifier(parts) => parts.last().map(ident_name).unwrap_or_default(),
-        Expr::Function(f) => f
-            .name
-            .0
-            .last()
-            .and_then(|p| p.as_ident())
-            .map(ident_name)
-            .unwrap_or_default(),
+        Expr::Function(f) => f.name.0.last().and_then(|p| p.as_ident()).map(ident_name).unwrap_or_default(),
         Expr::Cast { expr, .. } | Expr::Nested(expr) => output_name(expr),
         _ => "?column?".into(),
     }
@@ -79,15 +72,10 @@ fn check_grouped(s: &Scalar, group: &[Scalar], table: Option<&TableDesc>) -> Res
     let rec = |x: &Scalar| check_grouped(x, group, table);
     match s {
         Scalar::Col(i) => {
-            let name = table
-                .and_then(|t| t.columns.get(*i))
-                .map(|c| c.name.as_str())
-                .unwrap_or("?");
+            let name = table.and_then(|t| t.columns.get(*i)).map(|c| c.name.as_str()).unwrap_or("?");
             Err(SqlError::user(
                 codes::GROUPING,
-                format!(
-                    "column \"{name}\" must appear in the GROUP BY clause or be used in an aggregate function"
-                ),
+                format!("column \"{name}\" must appear in the GROUP BY clause or be used in an aggregate function"),
             ))
         }
         Scalar::Lit(_) | Scalar::Agg(_) => Ok(()),
@@ -132,10 +120,7 @@ impl Acc {
         let bad = |name: &str, v: &Datum| {
             SqlError::user(
                 codes::UNDEFINED_FUNCTION,
-                format!(
-                    "function {name}({}) does not exist",
-                    v.ty().map(|t| t.name()).unwrap_or("NULL")
-                ),
+                format!("function {name}({}) does not exist", v.ty().map(|t| t.name()).unwrap_or("NULL")),
             )
         };
         match self {
@@ -144,14 +129,10 @@ impl Acc {
                 *s = match (&*s, &v) {
                     (Datum::Null, Datum::Int(_) | Datum::Float(_)) => v,
                     (Datum::Int(a), Datum::Int(b)) => {
-                        Datum::Int(a.checked_add(*b).ok_or_else(|| {
-                            SqlError::user(codes::OUT_OF_RANGE, "integer out of range")
-                        })?)
+                        Datum::Int(a.checked_add(*b).ok_or_else(|| SqlError::user(codes::OUT_OF_RANGE, "integer out of range"))?)
                     }
                     (Datum::Float(a), Datum::Float(b)) => Datum::Float(a + b),
-                    (Datum::Int(a), Datum::Float(b)) | (Datum::Float(b), Datum::Int(a)) => {
-                        Datum::Float(*a as f64 + b)
-                    }
+                    (Datum::Int(a), Datum::Float(b)) | (Datum::Float(b), Datum::Int(a)) => Datum::Float(*a as f64 + b),
                     _ => return Err(bad("sum", &v)),
                 }
             }
@@ -198,22 +179,12 @@ fn const_count(e: &Expr, ctx: &Ctx<'_>, what: &str) -> Result<Option<usize>, Sql
     match eval(&s, &[], &[])? {
         Datum::Null => Ok(None),
         Datum::Int(n) if n >= 0 => Ok(Some(n as usize)),
-        Datum::Int(_) => Err(SqlError::user(
-            "2201W",
-            format!("{what} must not be negative"),
-        )),
-        _ => Err(SqlError::user(
-            codes::DATATYPE_MISMATCH,
-            format!("argument of {what} must be type INT8"),
-        )),
+        Datum::Int(_) => Err(SqlError::user("2201W", format!("{what} must not be negative"))),
+        _ => Err(SqlError::user(codes::DATATYPE_MISMATCH, format!("argument of {what} must be type INT8"))),
     }
 }
 
-pub(crate) async fn select<T: TxnClient>(
-    txn: &mut T,
-    ctx: &Ctx<'_>,
-    q: &Query,
-) -> Result<QueryResult, SqlError> {
+pub(crate) async fn select<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, q: &Query) -> Result<QueryResult, SqlError> {
     if q.with.is_some() || q.fetch.is_some() || !q.pipe_operators.is_empty() {
         return Err(unsupported("WITH / FETCH / pipe operators"));
     }
@@ -233,26 +204,14 @@ pub(crate) async fn select<T: TxnClient>(
             if !twj.joins.is_empty() {
                 return Err(unsupported("joins"));
             }
-            let TableFactor::Table {
-                name,
-                alias,
-                args: None,
-                ..
-            } = &twj.relation
-            else {
+            let TableFactor::Table { name, alias, args: None, .. } = &twj.relation else {
                 return Err(unsupported("subqueries and table functions in FROM"));
             };
-            Some((
-                load_table(txn, ctx, name).await?,
-                alias.as_ref().map(|a| ident_name(&a.name)),
-            ))
+            Some((load_table(txn, ctx, name).await?, alias.as_ref().map(|a| ident_name(&a.name))))
         }
         _ => return Err(unsupported("joins")),
     };
-    let columns = table
-        .as_ref()
-        .map(|(t, _)| t.columns.as_slice())
-        .unwrap_or(&[]);
+    let columns = table.as_ref().map(|(t, _)| t.columns.as_slice()).unwrap_or(&[]);
     let mut c = Compiler::new(columns, ctx.args, ctx.now);
     if let Some((t, alias)) = &table {
         c.table_names.push(t.name.clone());
@@ -260,10 +219,7 @@ pub(crate) async fn select<T: TxnClient>(
     }
     let filter = sel.selection.as_ref().map(|e| c.compile(e)).transpose()?;
     let group: Vec<Scalar> = match &sel.group_by {
-        GroupByExpr::Expressions(exprs, mods) if mods.is_empty() => exprs
-            .iter()
-            .map(|e| c.compile(e))
-            .collect::<Result<_, _>>()?,
+        GroupByExpr::Expressions(exprs, mods) if mods.is_empty() => exprs.iter().map(|e| c.compile(e)).collect::<Result<_, _>>()?,
         _ => return Err(unsupported("GROUP BY ALL / modifiers")),
     };
     c.aggs = Some(Vec::new());
@@ -272,15 +228,10 @@ pub(crate) async fn select<T: TxnClient>(
     for item in &sel.projection {
         match item {
             SelectItem::UnnamedExpr(e) => proj.push((output_name(e), c.compile(e)?)),
-            SelectItem::ExprWithAlias { expr, alias } => {
-                proj.push((ident_name(alias), c.compile(expr)?))
-            }
+            SelectItem::ExprWithAlias { expr, alias } => proj.push((ident_name(alias), c.compile(expr)?)),
             SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => {
                 if table.is_none() {
-                    return Err(SqlError::user(
-                        codes::SYNTAX,
-                        "SELECT * with no tables specified is not valid",
-                    ));
+                    return Err(SqlError::user(codes::SYNTAX, "SELECT * with no tables specified is not valid"));
                 }
                 for (i, col) in columns.iter().enumerate() {
                     proj.push((col.name.clone(), Scalar::Col(i)));
@@ -306,22 +257,15 @@ pub(crate) async fn select<T: TxnClient>(
                     match n.and_then(|n| n.checked_sub(1)).and_then(|i| proj.get(i)) {
                         Some((_, s)) => s.clone(),
                         None => {
-                            return Err(SqlError::user(
-                                "42P10",
-                                format!("ORDER BY position {} is not in select list", o.expr),
-                            ));
+                            return Err(SqlError::user("42P10", format!("ORDER BY position {} is not in select list", o.expr)));
                         }
                     }
                 }
                 Expr::Identifier(id)
-                    if columns.iter().all(|col| col.name != ident_name(id))
-                        && proj.iter().any(|(n, _)| *n == ident_name(id)) =>
+                    if columns.iter().all(|col| col.name != ident_name(id)) && proj.iter().any(|(n, _)| *n == ident_name(id)) =>
                 {
                     let name = ident_name(id);
-                    proj.iter()
-                        .find(|(n, _)| *n == name)
-                        .map(|(_, s)| s.clone())
-                        .unwrap_or(Scalar::Lit(Datum::Null))
+                    proj.iter().find(|(n, _)| *n == name).map(|(_, s)| s.clone()).unwrap_or(Scalar::Lit(Datum::Null))
                 }
                 e => c.compile(e)?,
             };
@@ -329,61 +273,34 @@ pub(crate) async fn select<T: TxnClient>(
             if matches!(o.options.sort, Some(OrderBySort::Using(_))) {
                 return Err(unsupported("ORDER BY USING"));
             }
-            sort.push(SortKey {
-                expr,
-                desc,
-                nulls_first: o.options.nulls_first.unwrap_or(desc),
-            });
+            sort.push(SortKey { expr, desc, nulls_first: o.options.nulls_first.unwrap_or(desc) });
         }
     }
     let (limit, offset) = match &q.limit_clause {
         None => (None, 0),
-        Some(LimitClause::LimitOffset {
-            limit,
-            offset,
-            limit_by,
-        }) => {
+        Some(LimitClause::LimitOffset { limit, offset, limit_by }) => {
             if !limit_by.is_empty() {
                 return Err(unsupported("LIMIT BY"));
             }
-            let l = limit
-                .as_ref()
-                .map(|e| const_count(e, ctx, "LIMIT"))
-                .transpose()?
-                .flatten();
-            let o = offset
-                .as_ref()
-                .map(|o| const_count(&o.value, ctx, "OFFSET"))
-                .transpose()?
-                .flatten();
+            let l = limit.as_ref().map(|e| const_count(e, ctx, "LIMIT")).transpose()?.flatten();
+            let o = offset.as_ref().map(|o| const_count(&o.value, ctx, "OFFSET")).transpose()?.flatten();
             (l, o.unwrap_or(0))
         }
-        Some(LimitClause::OffsetCommaLimit { offset, limit }) => (
-            const_count(limit, ctx, "LIMIT")?,
-            const_count(offset, ctx, "OFFSET")?.unwrap_or(0),
-        ),
+        Some(LimitClause::OffsetCommaLimit { offset, limit }) => {
+            (const_count(limit, ctx, "LIMIT")?, const_count(offset, ctx, "OFFSET")?.unwrap_or(0))
+        }
     };
     let aggs: Vec<AggSpec> = c.aggs.clone().unwrap_or_default();
     let grouped = !aggs.is_empty() || !group.is_empty() || having.is_some();
     let distinct = matches!(sel.distinct, Some(Distinct::Distinct));
     if grouped {
         let t = table.as_ref().map(|(t, _)| t);
-        for s in proj
-            .iter()
-            .map(|(_, s)| s)
-            .chain(sort.iter().map(|k| &k.expr))
-            .chain(having.iter())
-        {
+        for s in proj.iter().map(|(_, s)| s).chain(sort.iter().map(|k| &k.expr)).chain(having.iter()) {
             check_grouped(s, &group, t)?;
         }
     }
-    let out_columns: Vec<Column> = proj
-        .iter()
-        .map(|(n, s)| Column {
-            name: n.clone(),
-            ty: c.ty(s).map(|t| t.name()).unwrap_or("STRING").to_string(),
-        })
-        .collect();
+    let out_columns: Vec<Column> =
+        proj.iter().map(|(n, s)| Column { name: n.clone(), ty: c.ty(s).map(|t| t.name()).unwrap_or("STRING").to_string() }).collect();
 
     // Input rows.
     let rows: Vec<Vec<Datum>> = match &table {
@@ -398,9 +315,7 @@ pub(crate) async fn select<T: TxnClient>(
             let plan = plan_scan(t, filter.as_ref())?;
             let pushdown = !grouped && sort.is_empty() && filter.is_none() && !distinct;
             let scan_limit = match (pushdown, limit, &plan) {
-                (true, Some(l), ScanPlan::Span { .. } | ScanPlan::Full { .. }) => {
-                    l.saturating_add(offset).max(1)
-                }
+                (true, Some(l), ScanPlan::Span { .. } | ScanPlan::Full { .. }) => l.saturating_add(offset).max(1),
                 _ => 0,
             };
             let mut out = Vec::new();
@@ -421,14 +336,8 @@ pub(crate) async fn select<T: TxnClient>(
         {
             return Ok(());
         }
-        let keys = sort
-            .iter()
-            .map(|k| eval(&k.expr, row, agg_vals))
-            .collect::<Result<Vec<_>, _>>()?;
-        let out = proj
-            .iter()
-            .map(|(_, s)| eval(s, row, agg_vals))
-            .collect::<Result<Vec<_>, _>>()?;
+        let keys = sort.iter().map(|k| eval(&k.expr, row, agg_vals)).collect::<Result<Vec<_>, _>>()?;
+        let out = proj.iter().map(|(_, s)| eval(s, row, agg_vals)).collect::<Result<Vec<_>, _>>()?;
         results.push((keys, out));
         Ok(())
     };
@@ -436,19 +345,11 @@ pub(crate) async fn select<T: TxnClient>(
         let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
         let mut groups: Vec<(Vec<Datum>, Vec<Acc>)> = Vec::new();
         if group.is_empty() {
-            groups.push((
-                vec![Datum::Null; columns.len()],
-                aggs.iter().map(|a| Acc::new(a.func)).collect(),
-            ));
+            groups.push((vec![Datum::Null; columns.len()], aggs.iter().map(|a| Acc::new(a.func)).collect()));
             index.insert(Vec::new(), 0);
         }
         for row in rows {
-            let gk = datums_key(
-                &group
-                    .iter()
-                    .map(|g| eval(g, &row, &[]))
-                    .collect::<Result<Vec<_>, _>>()?,
-            )?;
+            let gk = datums_key(&group.iter().map(|g| eval(g, &row, &[])).collect::<Result<Vec<_>, _>>()?)?;
             let gi = match index.get(&gk) {
                 Some(i) => *i,
                 None => {
@@ -516,16 +417,7 @@ pub(crate) async fn select<T: TxnClient>(
         }
         out_rows = kept;
     }
-    let rows_json: Vec<Vec<serde_json::Value>> = out_rows
-        .into_iter()
-        .skip(offset)
-        .take(limit.unwrap_or(usize::MAX))
-        .map(|r| r.iter().map(Datum::to_json).collect())
-        .collect();
-    Ok(QueryResult {
-        columns: out_columns,
-        rows_affected: rows_json.len() as u64,
-        rows: rows_json,
-        tag: "SELECT".into(),
-    })
+    let rows_json: Vec<Vec<serde_json::Value>> =
+        out_rows.into_iter().skip(offset).take(limit.unwrap_or(usize::MAX)).map(|r| r.iter().map(Datum::to_json).collect()).collect();
+    Ok(QueryResult { columns: out_columns, rows_affected: rows_json.len() as u64, rows: rows_json, tag: "SELECT".into() })
 }

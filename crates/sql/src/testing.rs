@@ -24,27 +24,19 @@ pub struct MemTxn {
 
 impl MemTxn {
     pub fn new() -> Self {
-        MemTxn {
-            next_table_id: 100,
-            ..Default::default()
-        }
+        MemTxn { next_table_id: 100, ..Default::default() }
     }
 
     /// A MemTxn with database `db` already created.
     pub fn with_database(db: &str) -> Self {
         let mut t = MemTxn::new();
-        t.databases
-            .insert(db.into(), DatabaseDesc { name: db.into() });
+        t.databases.insert(db.into(), DatabaseDesc { name: db.into() });
         t
     }
 
     fn clear_span(&mut self, id: u64) {
         let (start, end) = keys::table_span(id);
-        let doomed: Vec<_> = self
-            .data
-            .range(start..end)
-            .map(|(k, _)| k.clone())
-            .collect();
+        let doomed: Vec<_> = self.data.range(start..end).map(|(k, _)| k.clone()).collect();
         for k in doomed {
             self.data.remove(&k);
         }
@@ -58,29 +50,17 @@ impl TxnClient for MemTxn {
 
     async fn create_database(&mut self, name: &str) -> Result<(), SqlError> {
         if self.databases.contains_key(name) {
-            return Err(SqlError::user(
-                "42P04",
-                format!("database \"{name}\" already exists"),
-            ));
+            return Err(SqlError::user("42P04", format!("database \"{name}\" already exists")));
         }
-        self.databases
-            .insert(name.into(), DatabaseDesc { name: name.into() });
+        self.databases.insert(name.into(), DatabaseDesc { name: name.into() });
         Ok(())
     }
 
     async fn drop_database(&mut self, name: &str) -> Result<(), SqlError> {
         if self.databases.remove(name).is_none() {
-            return Err(SqlError::user(
-                "3D000",
-                format!("database \"{name}\" does not exist"),
-            ));
+            return Err(SqlError::user("3D000", format!("database \"{name}\" does not exist")));
         }
-        let doomed: Vec<_> = self
-            .tables
-            .keys()
-            .filter(|(d, _)| d == name)
-            .cloned()
-            .collect();
+        let doomed: Vec<_> = self.tables.keys().filter(|(d, _)| d == name).cloned().collect();
         for k in doomed {
             if let Some(t) = self.tables.remove(&k) {
                 self.clear_span(t.id);
@@ -94,28 +74,17 @@ impl TxnClient for MemTxn {
     }
 
     async fn get_table(&mut self, db: &str, name: &str) -> Result<Option<TableDesc>, SqlError> {
-        Ok(self
-            .tables
-            .get(&(db.to_string(), name.to_string()))
-            .cloned())
+        Ok(self.tables.get(&(db.to_string(), name.to_string())).cloned())
     }
 
     async fn list_tables(&mut self, db: &str) -> Result<Vec<TableDesc>, SqlError> {
-        Ok(self
-            .tables
-            .values()
-            .filter(|t| t.db == db)
-            .cloned()
-            .collect())
+        Ok(self.tables.values().filter(|t| t.db == db).cloned().collect())
     }
 
     async fn create_table(&mut self, mut desc: TableDesc) -> Result<TableDesc, SqlError> {
         let key = (desc.db.clone(), desc.name.clone());
         if self.tables.contains_key(&key) {
-            return Err(SqlError::user(
-                "42P07",
-                format!("relation \"{}\" already exists", desc.name),
-            ));
+            return Err(SqlError::user("42P07", format!("relation \"{}\" already exists", desc.name)));
         }
         self.next_table_id += 1;
         desc.id = self.next_table_id;
@@ -129,10 +98,7 @@ impl TxnClient for MemTxn {
                 self.clear_span(t.id);
                 Ok(())
             }
-            None => Err(SqlError::user(
-                "42P01",
-                format!("relation \"{name}\" does not exist"),
-            )),
+            None => Err(SqlError::user("42P01", format!("relation \"{name}\" does not exist"))),
         }
     }
 
@@ -141,25 +107,13 @@ impl TxnClient for MemTxn {
         Ok(self.data.get(key).cloned())
     }
 
-    async fn scan(
-        &mut self,
-        start: &[u8],
-        end: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, SqlError> {
+    async fn scan(&mut self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, SqlError> {
         self.scans += 1;
         if start >= end {
             return Ok(Vec::new());
         }
-        let it = self
-            .data
-            .range(start.to_vec()..end.to_vec())
-            .map(|(k, v)| (k.clone(), v.clone()));
-        Ok(if limit == 0 {
-            it.collect()
-        } else {
-            it.take(limit).collect()
-        })
+        let it = self.data.range(start.to_vec()..end.to_vec()).map(|(k, v)| (k.clone(), v.clone()));
+        Ok(if limit == 0 { it.collect() } else { it.take(limit).collect() })
     }
 
     fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {

@@ -30,44 +30,20 @@ fn rows(t: &mut MemTxn, sql: &str) -> Vec<Vec<Value>> {
 
 fn setup() -> MemTxn {
     let mut t = MemTxn::with_database("db");
-    run(
-        &mut t,
-        "CREATE TABLE kv (k INT PRIMARY KEY, v STRING, n FLOAT8 DEFAULT 1.5, ok BOOL NOT NULL DEFAULT true)",
-    );
+    run(&mut t, "CREATE TABLE kv (k INT PRIMARY KEY, v STRING, n FLOAT8 DEFAULT 1.5, ok BOOL NOT NULL DEFAULT true)");
     t
 }
 
 #[test]
 fn create_insert_select_round_trip() {
     let mut t = setup();
-    let r = run(
-        &mut t,
-        "INSERT INTO kv (k, v) VALUES (1, 'one'), (2, NULL), (3, 'three')",
-    );
+    let r = run(&mut t, "INSERT INTO kv (k, v) VALUES (1, 'one'), (2, NULL), (3, 'three')");
     assert_eq!((r.tag.as_str(), r.rows_affected), ("INSERT", 3));
     let r = run(&mut t, "SELECT * FROM kv");
-    let names: Vec<_> = r
-        .columns
-        .iter()
-        .map(|c| (c.name.as_str(), c.ty.as_str()))
-        .collect();
-    assert_eq!(
-        names,
-        [
-            ("k", "INT8"),
-            ("v", "STRING"),
-            ("n", "FLOAT8"),
-            ("ok", "BOOL")
-        ]
-    );
-    assert_eq!(
-        r.rows[0],
-        vec![json!(1), json!("one"), json!(1.5), json!(true)]
-    );
-    assert_eq!(
-        r.rows[1],
-        vec![json!(2), Value::Null, json!(1.5), json!(true)]
-    );
+    let names: Vec<_> = r.columns.iter().map(|c| (c.name.as_str(), c.ty.as_str())).collect();
+    assert_eq!(names, [("k", "INT8"), ("v", "STRING"), ("n", "FLOAT8"), ("ok", "BOOL")]);
+    assert_eq!(r.rows[0], vec![json!(1), json!("one"), json!(1.5), json!(true)]);
+    assert_eq!(r.rows[1], vec![json!(2), Value::Null, json!(1.5), json!(true)]);
     assert_eq!(r.tag, "SELECT");
     assert_eq!(rows(&mut t, "SELECT 1 + 1 AS two"), vec![vec![json!(2)]]);
     let r = run(&mut t, "SHOW TABLES");
@@ -78,85 +54,30 @@ fn create_insert_select_round_trip() {
 #[test]
 fn composite_primary_keys_order_rows() {
     let mut t = MemTxn::with_database("db");
-    run(
-        &mut t,
-        "CREATE TABLE c (a STRING, b INT, v INT, PRIMARY KEY (a, b))",
-    );
-    run(
-        &mut t,
-        "INSERT INTO c VALUES ('b', 1, 0), ('a', 10, 1), ('a', -5, 2), ('ab', 0, 3)",
-    );
+    run(&mut t, "CREATE TABLE c (a STRING, b INT, v INT, PRIMARY KEY (a, b))");
+    run(&mut t, "INSERT INTO c VALUES ('b', 1, 0), ('a', 10, 1), ('a', -5, 2), ('ab', 0, 3)");
     let r = rows(&mut t, "SELECT a, b FROM c");
-    assert_eq!(
-        r,
-        vec![
-            vec![json!("a"), json!(-5)],
-            vec![json!("a"), json!(10)],
-            vec![json!("ab"), json!(0)],
-            vec![json!("b"), json!(1)]
-        ]
-    );
+    assert_eq!(r, vec![vec![json!("a"), json!(-5)], vec![json!("a"), json!(10)], vec![json!("ab"), json!(0)], vec![json!("b"), json!(1)]]);
     let before = t.scans;
-    assert_eq!(
-        rows(&mut t, "SELECT v FROM c WHERE a = 'a' AND b > 0"),
-        vec![vec![json!(1)]]
-    );
+    assert_eq!(rows(&mut t, "SELECT v FROM c WHERE a = 'a' AND b > 0"), vec![vec![json!(1)]]);
     assert_eq!(t.scans, before + 1);
 }
 
 #[test]
 fn where_order_by_limit() {
     let mut t = setup();
-    run(
-        &mut t,
-        "INSERT INTO kv (k, v) VALUES (1, 'c'), (2, 'a'), (3, 'b'), (4, NULL), (5, 'a')",
-    );
-    let r = rows(
-        &mut t,
-        "SELECT k FROM kv WHERE v >= 'b' OR v IS NULL ORDER BY k DESC",
-    );
+    run(&mut t, "INSERT INTO kv (k, v) VALUES (1, 'c'), (2, 'a'), (3, 'b'), (4, NULL), (5, 'a')");
+    let r = rows(&mut t, "SELECT k FROM kv WHERE v >= 'b' OR v IS NULL ORDER BY k DESC");
     assert_eq!(r, vec![vec![json!(4)], vec![json!(3)], vec![json!(1)]]);
     let r = rows(&mut t, "SELECT v, k FROM kv ORDER BY v, k DESC LIMIT 3");
-    assert_eq!(
-        r,
-        vec![
-            vec![json!("a"), json!(5)],
-            vec![json!("a"), json!(2)],
-            vec![json!("b"), json!(3)]
-        ]
-    );
+    assert_eq!(r, vec![vec![json!("a"), json!(5)], vec![json!("a"), json!(2)], vec![json!("b"), json!(3)]]);
     // NULLs sort last ascending, first descending.
-    assert_eq!(
-        rows(&mut t, "SELECT k FROM kv ORDER BY v LIMIT 1 OFFSET 4"),
-        vec![vec![json!(4)]]
-    );
-    assert_eq!(
-        rows(&mut t, "SELECT k FROM kv ORDER BY v DESC LIMIT 1"),
-        vec![vec![json!(4)]]
-    );
+    assert_eq!(rows(&mut t, "SELECT k FROM kv ORDER BY v LIMIT 1 OFFSET 4"), vec![vec![json!(4)]]);
+    assert_eq!(rows(&mut t, "SELECT k FROM kv ORDER BY v DESC LIMIT 1"), vec![vec![json!(4)]]);
     assert_eq!(rows(&mut t, "SELECT k FROM kv LIMIT 2").len(), 2);
-    assert_eq!(
-        rows(
-            &mut t,
-            "SELECT k AS x FROM kv WHERE k IN (2, 3) ORDER BY x DESC"
-        ),
-        vec![vec![json!(3)], vec![json!(2)]]
-    );
-    assert_eq!(
-        rows(
-            &mut t,
-            "SELECT k FROM kv WHERE v LIKE 'a%' AND k BETWEEN 3 AND 9"
-        ),
-        vec![vec![json!(5)]]
-    );
-    assert_eq!(
-        rows(
-            &mut t,
-            "SELECT DISTINCT v FROM kv WHERE v IS NOT NULL ORDER BY 1"
-        )
-        .len(),
-        3
-    );
+    assert_eq!(rows(&mut t, "SELECT k AS x FROM kv WHERE k IN (2, 3) ORDER BY x DESC"), vec![vec![json!(3)], vec![json!(2)]]);
+    assert_eq!(rows(&mut t, "SELECT k FROM kv WHERE v LIKE 'a%' AND k BETWEEN 3 AND 9"), vec![vec![json!(5)]]);
+    assert_eq!(rows(&mut t, "SELECT DISTINCT v FROM kv WHERE v IS NOT NULL ORDER BY 1").len(), 3);
     let r = run_args(&mut t, "SELECT v FROM kv WHERE k = $1", vec![json!(3)]).unwrap();
     assert_eq!(r.rows, vec![vec![json!("b")]]);
 }
@@ -168,40 +89,14 @@ fn aggregates_and_group_by() {
         rows(&mut t, "SELECT count(*), sum(k), min(v), max(k) FROM kv"),
         vec![vec![json!(0), Value::Null, Value::Null, Value::Null]]
     );
-    run(
-        &mut t,
-        "INSERT INTO kv (k, v) VALUES (1, 'x'), (2, 'y'), (3, NULL), (4, 'x')",
-    );
-    let r = run(
-        &mut t,
-        "SELECT count(*), count(v), sum(k), min(v), max(k), avg(k) FROM kv",
-    );
-    assert_eq!(
-        r.rows,
-        vec![vec![
-            json!(4),
-            json!(3),
-            json!(10),
-            json!("x"),
-            json!(4),
-            json!(2.5)
-        ]]
-    );
+    run(&mut t, "INSERT INTO kv (k, v) VALUES (1, 'x'), (2, 'y'), (3, NULL), (4, 'x')");
+    let r = run(&mut t, "SELECT count(*), count(v), sum(k), min(v), max(k), avg(k) FROM kv");
+    assert_eq!(r.rows, vec![vec![json!(4), json!(3), json!(10), json!("x"), json!(4), json!(2.5)]]);
     let tys: Vec<_> = r.columns.iter().map(|c| c.ty.as_str()).collect();
     assert_eq!(tys, ["INT8", "INT8", "INT8", "STRING", "INT8", "FLOAT8"]);
     assert_eq!(r.columns[0].name, "count");
-    let r = rows(
-        &mut t,
-        "SELECT v, count(*) FROM kv GROUP BY v HAVING count(*) > 0 ORDER BY count(*) DESC, v",
-    );
-    assert_eq!(
-        r,
-        vec![
-            vec![json!("x"), json!(2)],
-            vec![json!("y"), json!(1)],
-            vec![Value::Null, json!(1)]
-        ]
-    );
+    let r = rows(&mut t, "SELECT v, count(*) FROM kv GROUP BY v HAVING count(*) > 0 ORDER BY count(*) DESC, v");
+    assert_eq!(r, vec![vec![json!("x"), json!(2)], vec![json!("y"), json!(1)], vec![Value::Null, json!(1)]]);
     assert_eq!(err(&mut t, "SELECT k, count(*) FROM kv"), "42803");
     assert_eq!(err(&mut t, "SELECT k FROM kv WHERE count(*) > 1"), "42803");
     assert_eq!(err(&mut t, "SELECT sum(v) FROM kv"), "42883");
@@ -210,29 +105,14 @@ fn aggregates_and_group_by() {
 #[test]
 fn update_with_expressions_and_primary_key_moves() {
     let mut t = setup();
-    run(
-        &mut t,
-        "INSERT INTO kv (k, v, n) VALUES (1, 'a', 10), (2, 'b', 20), (3, 'c', 30)",
-    );
-    let r = run(
-        &mut t,
-        "UPDATE kv SET n = n * 2 + k, v = upper(v) || '!' WHERE k >= 2",
-    );
+    run(&mut t, "INSERT INTO kv (k, v, n) VALUES (1, 'a', 10), (2, 'b', 20), (3, 'c', 30)");
+    let r = run(&mut t, "UPDATE kv SET n = n * 2 + k, v = upper(v) || '!' WHERE k >= 2");
     assert_eq!((r.tag.as_str(), r.rows_affected), ("UPDATE", 2));
-    assert_eq!(
-        rows(&mut t, "SELECT v, n FROM kv WHERE k = 3"),
-        vec![vec![json!("C!"), json!(63.0)]]
-    );
-    assert_eq!(
-        rows(&mut t, "SELECT v FROM kv WHERE k = 1"),
-        vec![vec![json!("a")]]
-    );
+    assert_eq!(rows(&mut t, "SELECT v, n FROM kv WHERE k = 3"), vec![vec![json!("C!"), json!(63.0)]]);
+    assert_eq!(rows(&mut t, "SELECT v FROM kv WHERE k = 1"), vec![vec![json!("a")]]);
     // Shifting every key by one succeeds (old keys are deleted before new ones are checked).
     assert_eq!(run(&mut t, "UPDATE kv SET k = k + 1").rows_affected, 3);
-    assert_eq!(
-        rows(&mut t, "SELECT k FROM kv"),
-        vec![vec![json!(2)], vec![json!(3)], vec![json!(4)]]
-    );
+    assert_eq!(rows(&mut t, "SELECT k FROM kv"), vec![vec![json!(2)], vec![json!(3)], vec![json!(4)]]);
     assert_eq!(err(&mut t, "UPDATE kv SET k = 2 WHERE k = 4"), "23505");
     assert_eq!(err(&mut t, "UPDATE kv SET ok = NULL"), "23502");
     assert_eq!(err(&mut t, "UPDATE kv SET nope = 1"), "42703");
@@ -246,10 +126,7 @@ fn delete_rows() {
     let r = run(&mut t, "DELETE FROM kv WHERE k > 2");
     assert_eq!((r.tag.as_str(), r.rows_affected), ("DELETE", 2));
     assert_eq!(run(&mut t, "DELETE FROM kv WHERE k = 9").rows_affected, 0);
-    assert_eq!(
-        rows(&mut t, "SELECT k FROM kv"),
-        vec![vec![json!(1)], vec![json!(2)]]
-    );
+    assert_eq!(rows(&mut t, "SELECT k FROM kv"), vec![vec![json!(1)], vec![json!(2)]]);
     assert_eq!(run(&mut t, "DELETE FROM kv").rows_affected, 2);
     assert!(t.data.is_empty());
 }
@@ -260,20 +137,11 @@ fn constraint_violations() {
     run(&mut t, "INSERT INTO kv (k) VALUES (1)");
     let e = run_args(&mut t, "INSERT INTO kv (k) VALUES (1)", vec![]).unwrap_err();
     assert_eq!(e.code(), "23505");
-    assert_eq!(
-        e.to_string(),
-        "duplicate key value violates unique constraint \"kv_pkey\""
-    );
+    assert_eq!(e.to_string(), "duplicate key value violates unique constraint \"kv_pkey\"");
     assert_eq!(err(&mut t, "INSERT INTO kv (k) VALUES (5), (5)"), "23505");
-    assert_eq!(
-        err(&mut t, "INSERT INTO kv (k, ok) VALUES (6, NULL)"),
-        "23502"
-    );
+    assert_eq!(err(&mut t, "INSERT INTO kv (k, ok) VALUES (6, NULL)"), "23502");
     assert_eq!(err(&mut t, "INSERT INTO kv (v) VALUES ('x')"), "23502");
-    assert_eq!(
-        err(&mut t, "INSERT INTO kv (k, ok) VALUES (7, 'maybe')"),
-        "22P02"
-    );
+    assert_eq!(err(&mut t, "INSERT INTO kv (k, ok) VALUES (7, 'maybe')"), "22P02");
     assert_eq!(err(&mut t, "INSERT INTO kv (k, v) VALUES (7)"), "42601");
     assert_eq!(err(&mut t, "CREATE TABLE nopk (a INT)"), "42P16");
     assert_eq!(err(&mut t, "CREATE TABLE kv (a INT PRIMARY KEY)"), "42P07");
@@ -289,39 +157,15 @@ fn error_codes() {
     assert_eq!(err(&mut t, "SELECT 1; SELECT 2"), "42601");
     assert_eq!(err(&mut t, "SELECT 1 / 0"), "22012");
     assert_eq!(err(&mut t, "SELECT 9223372036854775807 * 2"), "22003");
-    assert_eq!(
-        err(&mut t, "SELECT * FROM kv JOIN kv AS b ON true"),
-        "0A000"
-    );
+    assert_eq!(err(&mut t, "SELECT * FROM kv JOIN kv AS b ON true"), "0A000");
     assert_eq!(err(&mut t, "SELECT * FROM other.kv"), "3D000");
-    assert_eq!(
-        run_args(&mut t, "SELECT $1 + $2", vec![json!(1)])
-            .unwrap_err()
-            .code(),
-        "08P01"
-    );
-    assert_eq!(
-        run_args(&mut t, "SELECT 1", vec![json!(1)])
-            .unwrap_err()
-            .code(),
-        "08P01"
-    );
-    let e = block_on(execute(
-        &mut t,
-        "",
-        &[("SELECT * FROM kv".to_string(), vec![])],
-    ))
-    .unwrap_err();
+    assert_eq!(run_args(&mut t, "SELECT $1 + $2", vec![json!(1)]).unwrap_err().code(), "08P01");
+    assert_eq!(run_args(&mut t, "SELECT 1", vec![json!(1)]).unwrap_err().code(), "08P01");
+    let e = block_on(execute(&mut t, "", &[("SELECT * FROM kv".to_string(), vec![])])).unwrap_err();
     assert_eq!(e.code(), "3D000");
     // Statements stop at the first error.
-    let stmts = vec![
-        ("INSERT INTO kv (k) VALUES (1)".to_string(), vec![]),
-        ("SELECT 1/0".to_string(), vec![]),
-    ];
-    assert_eq!(
-        block_on(execute(&mut t, "db", &stmts)).unwrap_err().code(),
-        "22012"
-    );
+    let stmts = vec![("INSERT INTO kv (k) VALUES (1)".to_string(), vec![]), ("SELECT 1/0".to_string(), vec![])];
+    assert_eq!(block_on(execute(&mut t, "db", &stmts)).unwrap_err().code(), "22012");
 }
 
 #[test]
@@ -329,43 +173,19 @@ fn null_three_valued_logic_in_where() {
     let mut t = setup();
     run(&mut t, "INSERT INTO kv (k, v) VALUES (1, 'a'), (2, NULL)");
     assert_eq!(rows(&mut t, "SELECT k FROM kv WHERE v = NULL").len(), 0);
-    assert_eq!(
-        rows(&mut t, "SELECT k FROM kv WHERE NOT (v = 'a')").len(),
-        0
-    );
-    assert_eq!(
-        rows(&mut t, "SELECT k FROM kv WHERE v <> 'a' OR k = 2"),
-        vec![vec![json!(2)]]
-    );
-    assert_eq!(
-        rows(&mut t, "SELECT k FROM kv WHERE v NOT IN ('b', NULL)").len(),
-        0
-    );
-    assert_eq!(
-        rows(&mut t, "SELECT coalesce(v, 'none') FROM kv WHERE k = 2"),
-        vec![vec![json!("none")]]
-    );
+    assert_eq!(rows(&mut t, "SELECT k FROM kv WHERE NOT (v = 'a')").len(), 0);
+    assert_eq!(rows(&mut t, "SELECT k FROM kv WHERE v <> 'a' OR k = 2"), vec![vec![json!(2)]]);
+    assert_eq!(rows(&mut t, "SELECT k FROM kv WHERE v NOT IN ('b', NULL)").len(), 0);
+    assert_eq!(rows(&mut t, "SELECT coalesce(v, 'none') FROM kv WHERE k = 2"), vec![vec![json!("none")]]);
 }
 
 #[test]
 fn types_and_args_round_trip() {
     let mut t = MemTxn::with_database("db");
-    run(
-        &mut t,
-        "CREATE TABLE ty (id BIGINT PRIMARY KEY, f DOUBLE PRECISION, b BYTEA, ts TIMESTAMPTZ DEFAULT now(), s TEXT)",
-    );
-    let args = vec![
-        json!(1),
-        json!(2.5),
-        json!("\\x00ff"),
-        json!("2024-05-06T07:08:09Z"),
-        json!("hi"),
-    ];
+    run(&mut t, "CREATE TABLE ty (id BIGINT PRIMARY KEY, f DOUBLE PRECISION, b BYTEA, ts TIMESTAMPTZ DEFAULT now(), s TEXT)");
+    let args = vec![json!(1), json!(2.5), json!("\\x00ff"), json!("2024-05-06T07:08:09Z"), json!("hi")];
     run_args(&mut t, "INSERT INTO ty VALUES ($1, $2, $3, $4, $5)", args).unwrap();
-    let r = run(
-        &mut t,
-        "SELECT id, f, b, ts, s, ts::STRING AS t2, length(b) FROM ty WHERE ts > '2024-01-01'",
-    );
+    let r = run(&mut t, "SELECT id, f, b, ts, s, ts::STRING AS t2, length(b) FROM ty WHERE ts > '2024-01-01'");
     assert_eq!(
         r.rows,
         vec![vec![
@@ -379,56 +199,23 @@ fn types_and_args_round_trip() {
         ]]
     );
     let tys: Vec<_> = r.columns.iter().map(|c| c.ty.as_str()).collect();
-    assert_eq!(
-        tys,
-        [
-            "INT8",
-            "FLOAT8",
-            "BYTES",
-            "TIMESTAMPTZ",
-            "STRING",
-            "STRING",
-            "INT8"
-        ]
-    );
+    assert_eq!(tys, ["INT8", "FLOAT8", "BYTES", "TIMESTAMPTZ", "STRING", "STRING", "INT8"]);
     run(&mut t, "INSERT INTO ty (id) VALUES (2)");
-    assert_eq!(
-        rows(&mut t, "SELECT count(*) FROM ty WHERE ts IS NOT NULL"),
-        vec![vec![json!(2)]]
-    );
-    assert_eq!(
-        run_args(&mut t, "INSERT INTO ty (id) VALUES ($1)", vec![json!(true)])
-            .unwrap_err()
-            .code(),
-        "42804"
-    );
-    assert_eq!(
-        rows(&mut t, "SELECT 'NaN'::FLOAT8"),
-        vec![vec![json!("NaN")]]
-    );
+    assert_eq!(rows(&mut t, "SELECT count(*) FROM ty WHERE ts IS NOT NULL"), vec![vec![json!(2)]]);
+    assert_eq!(run_args(&mut t, "INSERT INTO ty (id) VALUES ($1)", vec![json!(true)]).unwrap_err().code(), "42804");
+    assert_eq!(rows(&mut t, "SELECT 'NaN'::FLOAT8"), vec![vec![json!("NaN")]]);
 }
 
 #[test]
 fn point_lookup_is_one_get_and_no_scan() {
     let mut t = setup();
     for chunk in 0..10 {
-        let values: Vec<String> = (0..100)
-            .map(|i| format!("({}, 'v{}')", chunk * 100 + i, i))
-            .collect();
-        run(
-            &mut t,
-            &format!("INSERT INTO kv (k, v) VALUES {}", values.join(", ")),
-        );
+        let values: Vec<String> = (0..100).map(|i| format!("({}, 'v{}')", chunk * 100 + i, i)).collect();
+        run(&mut t, &format!("INSERT INTO kv (k, v) VALUES {}", values.join(", ")));
     }
-    assert_eq!(
-        rows(&mut t, "SELECT count(*) FROM kv"),
-        vec![vec![json!(1000)]]
-    );
+    assert_eq!(rows(&mut t, "SELECT count(*) FROM kv"), vec![vec![json!(1000)]]);
     let (gets, scans) = (t.gets, t.scans);
-    assert_eq!(
-        rows(&mut t, "SELECT v FROM kv WHERE k = 5"),
-        vec![vec![json!("v5")]]
-    );
+    assert_eq!(rows(&mut t, "SELECT v FROM kv WHERE k = 5"), vec![vec![json!("v5")]]);
     assert_eq!((t.gets - gets, t.scans - scans), (1, 0));
     run(&mut t, "UPDATE kv SET v = 'x' WHERE k = 7");
     run(&mut t, "DELETE FROM kv WHERE k = 8");
@@ -438,12 +225,7 @@ fn point_lookup_is_one_get_and_no_scan() {
 #[test]
 fn databases_and_drops() {
     let mut t = MemTxn::new();
-    let r = block_on(execute(
-        &mut t,
-        "",
-        &[("CREATE DATABASE d1".to_string(), vec![])],
-    ))
-    .unwrap();
+    let r = block_on(execute(&mut t, "", &[("CREATE DATABASE d1".to_string(), vec![])])).unwrap();
     assert_eq!(r[0].tag, "CREATE DATABASE");
     let stmts = vec![
         ("CREATE DATABASE IF NOT EXISTS d1".to_string(), vec![]),
@@ -455,33 +237,13 @@ fn databases_and_drops() {
     let r = block_on(execute(&mut t, "d1", &stmts)).unwrap();
     assert_eq!(r[3].tag, "DROP TABLE");
     assert!(t.data.is_empty());
-    let e = block_on(execute(
-        &mut t,
-        "d1",
-        &[("DROP TABLE t".to_string(), vec![])],
-    ))
-    .unwrap_err();
+    let e = block_on(execute(&mut t, "d1", &[("DROP TABLE t".to_string(), vec![])])).unwrap_err();
     assert_eq!(e.code(), "42P01");
-    let r = block_on(execute(
-        &mut t,
-        "",
-        &[("DROP DATABASE d1".to_string(), vec![])],
-    ))
-    .unwrap();
+    let r = block_on(execute(&mut t, "", &[("DROP DATABASE d1".to_string(), vec![])])).unwrap();
     assert_eq!(r[0].tag, "DROP DATABASE");
-    let e = block_on(execute(
-        &mut t,
-        "",
-        &[("DROP DATABASE d1".to_string(), vec![])],
-    ))
-    .unwrap_err();
+    let e = block_on(execute(&mut t, "", &[("DROP DATABASE d1".to_string(), vec![])])).unwrap_err();
     assert_eq!(e.code(), "3D000");
-    block_on(execute(
-        &mut t,
-        "",
-        &[("DROP DATABASE IF EXISTS d1".to_string(), vec![])],
-    ))
-    .unwrap();
+    block_on(execute(&mut t, "", &[("DROP DATABASE IF EXISTS d1".to_string(), vec![])])).unwrap();
 }
 
 #[test]
@@ -489,4 +251,13 @@ fn execute_future_is_send() {
     fn assert_send<F: Send>(_: F) {}
     let mut t = MemTxn::new();
     assert_send(execute(&mut t, "", &[]));
+}
+
+#[test]
+fn insert_without_column_list_fills_leading_columns_and_defaults_the_rest() {
+    let mut t = setup();
+    run(&mut t, "INSERT INTO kv VALUES (1, 'a')");
+    assert_eq!(rows(&mut t, "SELECT k, v, n, ok FROM kv"), vec![vec![json!(1), json!("a"), json!(1.5), json!(true)]]);
+    assert_eq!(err(&mut t, "INSERT INTO kv VALUES (2, 'b', 1.0, true, 5)"), "42601");
+    assert_eq!(err(&mut t, "INSERT INTO kv (k, v, n) VALUES (3, 'c')"), "42601");
 }

@@ -10,48 +10,23 @@ use std::future::Future;
 
 pub trait TxnClient: Send {
     // --- catalog (executed immediately by the implementation, not part of the data txn) ---
-    fn get_database(
-        &mut self,
-        name: &str,
-    ) -> impl Future<Output = Result<Option<DatabaseDesc>, SqlError>> + Send;
+    fn get_database(&mut self, name: &str) -> impl Future<Output = Result<Option<DatabaseDesc>, SqlError>> + Send;
     /// Errors with 42P04 if it exists.
     fn create_database(&mut self, name: &str) -> impl Future<Output = Result<(), SqlError>> + Send;
     /// Drops the database and every table in it.
     fn drop_database(&mut self, name: &str) -> impl Future<Output = Result<(), SqlError>> + Send;
-    fn list_databases(
-        &mut self,
-    ) -> impl Future<Output = Result<Vec<DatabaseDesc>, SqlError>> + Send;
-    fn get_table(
-        &mut self,
-        db: &str,
-        name: &str,
-    ) -> impl Future<Output = Result<Option<TableDesc>, SqlError>> + Send;
-    fn list_tables(
-        &mut self,
-        db: &str,
-    ) -> impl Future<Output = Result<Vec<TableDesc>, SqlError>> + Send;
+    fn list_databases(&mut self) -> impl Future<Output = Result<Vec<DatabaseDesc>, SqlError>> + Send;
+    fn get_table(&mut self, db: &str, name: &str) -> impl Future<Output = Result<Option<TableDesc>, SqlError>> + Send;
+    fn list_tables(&mut self, db: &str) -> impl Future<Output = Result<Vec<TableDesc>, SqlError>> + Send;
     /// The implementation allocates `desc.id` (ignores the passed one), creates the table's range,
     /// stores the descriptor and returns it. Errors with 42P07 if it exists.
-    fn create_table(
-        &mut self,
-        desc: TableDesc,
-    ) -> impl Future<Output = Result<TableDesc, SqlError>> + Send;
-    fn drop_table(
-        &mut self,
-        db: &str,
-        name: &str,
-    ) -> impl Future<Output = Result<(), SqlError>> + Send;
+    fn create_table(&mut self, desc: TableDesc) -> impl Future<Output = Result<TableDesc, SqlError>> + Send;
+    fn drop_table(&mut self, db: &str, name: &str) -> impl Future<Output = Result<(), SqlError>> + Send;
     // --- data, transactional ---
-    fn get(&mut self, key: &[u8])
-    -> impl Future<Output = Result<Option<Vec<u8>>, SqlError>> + Send;
+    fn get(&mut self, key: &[u8]) -> impl Future<Output = Result<Option<Vec<u8>>, SqlError>> + Send;
     /// Rows of [start, end) in key order, at most `limit` (0 = no limit).
     #[allow(clippy::type_complexity)]
-    fn scan(
-        &mut self,
-        start: &[u8],
-        end: &[u8],
-        limit: usize,
-    ) -> impl Future<Output = Result<Vec<(Vec<u8>, Vec<u8>)>, SqlError>> + Send;
+    fn scan(&mut self, start: &[u8], end: &[u8], limit: usize) -> impl Future<Output = Result<Vec<(Vec<u8>, Vec<u8>)>, SqlError>> + Send;
     fn put(&mut self, key: Vec<u8>, value: Vec<u8>);
     fn delete(&mut self, key: Vec<u8>);
 }

@@ -1,10 +1,7 @@
 //! The RocksDB wrapper: column families, write batches, reads and iteration.
 
 use crate::{Result, StorageError, Syncer};
-use rocksdb::{
-    ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, ReadOptions, WriteBatch,
-    WriteOptions,
-};
+use rocksdb::{ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -99,9 +96,7 @@ impl Engine {
 
     fn cf(&self, cf: Cf) -> &rocksdb::ColumnFamily {
         // Every family is created at open, so the handle always exists.
-        self.db
-            .cf_handle(cf.name())
-            .expect("column family created at open")
+        self.db.cf_handle(cf.name()).expect("column family created at open")
     }
 
     pub fn syncer(&self) -> &Syncer {
@@ -132,13 +127,7 @@ impl Engine {
     }
 
     /// Key/value pairs of `cf` in `[start, end)` in key order, at most `limit` (0 = all).
-    pub fn scan(
-        &self,
-        cf: Cf,
-        start: &[u8],
-        end: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    pub fn scan(&self, cf: Cf, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let mut out = Vec::new();
         for item in self.iter(cf, start, end) {
             out.push(item?);
@@ -150,20 +139,11 @@ impl Engine {
     }
 
     /// A forward iterator over `[start, end)` of `cf`. The iterator reads one consistent view.
-    pub fn iter<'a>(
-        &'a self,
-        cf: Cf,
-        start: &[u8],
-        end: &[u8],
-    ) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + 'a {
+    pub fn iter<'a>(&'a self, cf: Cf, start: &[u8], end: &[u8]) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + 'a {
         let mut ro = ReadOptions::default();
         ro.set_iterate_upper_bound(end.to_vec());
         self.db
-            .iterator_cf_opt(
-                self.cf(cf),
-                ro,
-                IteratorMode::From(start, Direction::Forward),
-            )
+            .iterator_cf_opt(self.cf(cf), ro, IteratorMode::From(start, Direction::Forward))
             .map(|r| r.map(|(k, v)| (k.into_vec(), v.into_vec())).map_err(rocks))
     }
 
@@ -175,20 +155,14 @@ impl Engine {
         let mut it = self.db.iterator_cf_opt(self.cf(cf), ro, IteratorMode::End);
         match it.next() {
             None => Ok(None),
-            Some(r) => r
-                .map(|(k, v)| Some((k.into_vec(), v.into_vec())))
-                .map_err(rocks),
+            Some(r) => r.map(|(k, v)| Some((k.into_vec(), v.into_vec()))).map_err(rocks),
         }
     }
 
     /// Approximate bytes of `cf` in `[start, end)` (from SST and memtable statistics).
     pub fn approximate_size(&self, start: &[u8], end: &[u8]) -> u64 {
         let r = rocksdb::Range::new(start, end);
-        self.db
-            .get_approximate_sizes_cf(self.cf(Cf::Data), &[r])
-            .first()
-            .copied()
-            .unwrap_or(0)
+        self.db.get_approximate_sizes_cf(self.cf(Cf::Data), &[r]).first().copied().unwrap_or(0)
     }
 }
 
@@ -209,11 +183,7 @@ mod tests {
         let e = Engine::open(dir.path()).unwrap();
         assert_eq!(e.get(Cf::Data, b"k1").unwrap(), Some(b"v1".to_vec()));
         assert_eq!(e.get(Cf::RaftLog, b"k2").unwrap(), Some(b"v2".to_vec()));
-        assert_eq!(
-            e.get(Cf::Data, b"k2").unwrap(),
-            None,
-            "families are separate"
-        );
+        assert_eq!(e.get(Cf::Data, b"k2").unwrap(), None, "families are separate");
         let mut b = Batch::new();
         b.put(&e, Cf::Data, b"a", b"1");
         b.put(&e, Cf::Data, b"b", b"2");
@@ -221,9 +191,6 @@ mod tests {
         e.write(b).unwrap();
         let rows = e.scan(Cf::Data, b"a", b"c", 0).unwrap();
         assert_eq!(rows.len(), 2);
-        assert_eq!(
-            e.last_in(Cf::Data, b"a", b"k").unwrap().unwrap().0,
-            b"c".to_vec()
-        );
+        assert_eq!(e.last_in(Cf::Data, b"a", b"k").unwrap().unwrap().0, b"c".to_vec());
     }
 }

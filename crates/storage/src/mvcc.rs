@@ -35,16 +35,8 @@ pub fn decode_mvcc_key(k: &[u8]) -> Result<(Vec<u8>, Timestamp)> {
     if rest.len() != 12 {
         return Err(StorageError::Corrupt("mvcc key timestamp".into()));
     }
-    let wall = !u64::from_be_bytes(
-        rest[..8]
-            .try_into()
-            .map_err(|_| StorageError::Corrupt("ts".into()))?,
-    );
-    let logical = !u32::from_be_bytes(
-        rest[8..]
-            .try_into()
-            .map_err(|_| StorageError::Corrupt("ts".into()))?,
-    );
+    let wall = !u64::from_be_bytes(rest[..8].try_into().map_err(|_| StorageError::Corrupt("ts".into()))?);
+    let logical = !u32::from_be_bytes(rest[8..].try_into().map_err(|_| StorageError::Corrupt("ts".into()))?);
     Ok((user, Timestamp::new(wall, logical)))
 }
 
@@ -97,20 +89,8 @@ impl From<StorageError> for MvccError {
 }
 
 /// Reads one key at `ts`.
-pub fn get(
-    engine: &Engine,
-    key: &[u8],
-    ts: Timestamp,
-    uncertainty: Option<Timestamp>,
-) -> std::result::Result<Option<Vec<u8>>, MvccError> {
-    let (rows, _) = scan(
-        engine,
-        key,
-        &meridian_types::keys::key_next(key),
-        ts,
-        uncertainty,
-        1,
-    )?;
+pub fn get(engine: &Engine, key: &[u8], ts: Timestamp, uncertainty: Option<Timestamp>) -> std::result::Result<Option<Vec<u8>>, MvccError> {
+    let (rows, _) = scan(engine, key, &meridian_types::keys::key_next(key), ts, uncertainty, 1)?;
     Ok(rows.into_iter().next().map(|(_, v)| v))
 }
 
@@ -155,12 +135,7 @@ pub fn scan(
 
 /// The newest version timestamp in `[start, end)` that is above `ts`, if any: used to validate
 /// that what a transaction read has not changed since it read it.
-pub fn newer_version_in_span(
-    engine: &Engine,
-    start: &[u8],
-    end: &[u8],
-    ts: Timestamp,
-) -> Result<Option<Timestamp>> {
+pub fn newer_version_in_span(engine: &Engine, start: &[u8], end: &[u8], ts: Timestamp) -> Result<Option<Timestamp>> {
     let (lo, hi) = data_bounds(start, end);
     let mut newest: Option<Timestamp> = None;
     let mut last_user: Option<Vec<u8>> = None;
@@ -208,10 +183,7 @@ mod tests {
         assert_eq!(get(&e, b"a", ts(10), None).unwrap(), Some(b"a10".to_vec()));
         assert_eq!(get(&e, b"a", ts(25), None).unwrap(), Some(b"a20".to_vec()));
         assert_eq!(get(&e, b"a", ts(30), None).unwrap(), None, "deleted at 30");
-        assert_eq!(
-            get(&e, b"ab", ts(100), None).unwrap(),
-            Some(b"ab5".to_vec())
-        );
+        assert_eq!(get(&e, b"ab", ts(100), None).unwrap(), Some(b"ab5".to_vec()));
     }
 
     #[test]
@@ -234,37 +206,22 @@ mod tests {
     fn uncertainty_window_reports_the_version() {
         let (_d, e) = setup();
         assert_eq!(get(&e, b"b", ts(12), Some(ts(14))).unwrap(), None);
-        assert_eq!(
-            get(&e, b"b", ts(12), Some(ts(15))),
-            Err(MvccError::Uncertain(ts(15)))
-        );
+        assert_eq!(get(&e, b"b", ts(12), Some(ts(15))), Err(MvccError::Uncertain(ts(15))));
     }
 
     #[test]
     fn validation_finds_newer_versions() {
         let (_d, e) = setup();
         assert_eq!(newer_version_in_span(&e, b"a", b"b", ts(30)).unwrap(), None);
-        assert_eq!(
-            newer_version_in_span(&e, b"a", b"b", ts(29)).unwrap(),
-            Some(ts(30))
-        );
-        assert_eq!(
-            newer_version_in_span(&e, b"a", b"c", ts(14)).unwrap(),
-            Some(ts(30))
-        );
+        assert_eq!(newer_version_in_span(&e, b"a", b"b", ts(29)).unwrap(), Some(ts(30)));
+        assert_eq!(newer_version_in_span(&e, b"a", b"c", ts(14)).unwrap(), Some(ts(30)));
         assert_eq!(newer_version_in_span(&e, b"c", b"d", ts(50)).unwrap(), None);
     }
 
     #[test]
     fn mvcc_key_round_trips() {
         let k = mvcc_key(b"x\x00y", Timestamp::new(7, 3));
-        assert_eq!(
-            decode_mvcc_key(&k).unwrap(),
-            (b"x\x00y".to_vec(), Timestamp::new(7, 3))
-        );
-        assert!(
-            mvcc_key(b"x", ts(9)) < mvcc_key(b"x", ts(8)),
-            "newest first"
-        );
+        assert_eq!(decode_mvcc_key(&k).unwrap(), (b"x\x00y".to_vec(), Timestamp::new(7, 3)));
+        assert!(mvcc_key(b"x", ts(9)) < mvcc_key(b"x", ts(8)), "newest first");
     }
 }

@@ -49,19 +49,12 @@ impl Syncer {
                     let res = db.flush_wal(true);
                     counter.fetch_add(1, Ordering::Relaxed);
                     for cb in pending {
-                        cb(res
-                            .as_ref()
-                            .map(|_| ())
-                            .map_err(|e| std::io::Error::other(e.to_string())));
+                        cb(res.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())));
                     }
                 }
             })
             .expect("spawn wal-syncer thread");
-        Syncer {
-            tx: Some(tx),
-            fsyncs,
-            thread: Some(thread),
-        }
+        Syncer { tx: Some(tx), fsyncs, thread: Some(thread) }
     }
 
     /// Calls `cb` once everything written before this call is durable.

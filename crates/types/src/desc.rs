@@ -44,9 +44,7 @@ impl RangeDescriptor {
     }
 
     pub fn voters(&self) -> impl Iterator<Item = &ReplicaDescriptor> {
-        self.replicas
-            .iter()
-            .filter(|r| r.kind == ReplicaKind::Voter)
+        self.replicas.iter().filter(|r| r.kind == ReplicaKind::Voter)
     }
 }
 
@@ -64,11 +62,7 @@ pub struct NodeDescriptor {
 
 impl NodeDescriptor {
     pub fn locality_string(&self) -> String {
-        self.locality
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(",")
+        self.locality.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
     }
 }
 
@@ -78,19 +72,8 @@ mod tests {
 
     #[test]
     fn span_containment_is_half_open() {
-        let d = RangeDescriptor {
-            range_id: 2,
-            start_key: vec![5],
-            end_key: vec![9],
-            replicas: vec![],
-            generation: 0,
-            table_id: None,
-        };
+        let d = RangeDescriptor { range_id: 2, start_key: vec![5], end_key: vec![9], replicas: vec![], generation: 0, table_id: None };
         assert!(d.contains_key(&[5]) && d.contains_key(&[8, 255]) && !d.contains_key(&[9]));
-        assert!(
-            d.contains_span(&[5], &[9])
-                && !d.contains_span(&[4], &[6])
-                && !d.contains_span(&[6], &[10])
-        );
+        assert!(d.contains_span(&[5], &[9]) && !d.contains_span(&[4], &[6]) && !d.contains_span(&[6], &[10]));
     }
 }

@@ -14,10 +14,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum KvError {
     #[error("range r{range_id}: not the leaseholder (leaseholder hint: {leaseholder:?})")]
-    NotLeaseholder {
-        range_id: RangeId,
-        leaseholder: Option<NodeId>,
-    },
+    NotLeaseholder { range_id: RangeId, leaseholder: Option<NodeId> },
     #[error("range r{range_id} not found on this node")]
     RangeNotFound { range_id: RangeId },
     #[error("key outside the span of range r{range_id}")]
@@ -41,19 +38,11 @@ pub enum KvError {
 impl KvError {
     /// Whether the router should refresh its view of the range and try again.
     pub fn is_routing(&self) -> bool {
-        matches!(
-            self,
-            KvError::NotLeaseholder { .. }
-                | KvError::RangeNotFound { .. }
-                | KvError::KeyOutOfRange { .. }
-        )
+        matches!(self, KvError::NotLeaseholder { .. } | KvError::RangeNotFound { .. } | KvError::KeyOutOfRange { .. })
     }
 
     /// Whether the whole transaction may be retried from scratch.
     pub fn is_txn_retryable(&self) -> bool {
-        matches!(
-            self,
-            KvError::WriteConflict(_) | KvError::ReadUncertainty { .. }
-        )
+        matches!(self, KvError::WriteConflict(_) | KvError::ReadUncertainty { .. })
     }
 }

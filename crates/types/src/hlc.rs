@@ -11,23 +11,15 @@ use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// An HLC timestamp. Ordered by `(wall_ns, logical)`.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Timestamp {
     pub wall_ns: u64,
     pub logical: u32,
 }
 
 impl Timestamp {
-    pub const ZERO: Timestamp = Timestamp {
-        wall_ns: 0,
-        logical: 0,
-    };
-    pub const MAX: Timestamp = Timestamp {
-        wall_ns: u64::MAX,
-        logical: u32::MAX,
-    };
+    pub const ZERO: Timestamp = Timestamp { wall_ns: 0, logical: 0 };
+    pub const MAX: Timestamp = Timestamp { wall_ns: u64::MAX, logical: u32::MAX };
 
     pub const fn new(wall_ns: u64, logical: u32) -> Self {
         Timestamp { wall_ns, logical }
@@ -35,11 +27,7 @@ impl Timestamp {
 
     /// The smallest timestamp greater than `self`.
     pub fn next(self) -> Timestamp {
-        if self.logical == u32::MAX {
-            Timestamp::new(self.wall_ns + 1, 0)
-        } else {
-            Timestamp::new(self.wall_ns, self.logical + 1)
-        }
+        if self.logical == u32::MAX { Timestamp::new(self.wall_ns + 1, 0) } else { Timestamp::new(self.wall_ns, self.logical + 1) }
     }
 
     /// `self` moved forward by `nanos` of wall time.
@@ -76,10 +64,7 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn physical_now_ns(&self) -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0)
+        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
     }
 }
 
@@ -93,11 +78,7 @@ pub struct Hlc {
 
 impl Hlc {
     pub fn new(clock: impl Clock, max_offset_ns: u64) -> Self {
-        Hlc {
-            clock: Box::new(clock),
-            last: Mutex::new(Timestamp::ZERO),
-            max_offset_ns,
-        }
+        Hlc { clock: Box::new(clock), last: Mutex::new(Timestamp::ZERO), max_offset_ns }
     }
 
     pub fn system(max_offset_ns: u64) -> Self {
@@ -112,11 +93,7 @@ impl Hlc {
     pub fn now(&self) -> Timestamp {
         let phys = self.clock.physical_now_ns();
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        let next = if phys > last.wall_ns {
-            Timestamp::new(phys, 0)
-        } else {
-            last.next()
-        };
+        let next = if phys > last.wall_ns { Timestamp::new(phys, 0) } else { last.next() };
         *last = next;
         next
     }

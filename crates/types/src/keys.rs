@@ -153,10 +153,7 @@ pub fn decode_raft_log_key(k: &[u8]) -> Option<(RangeId, u64)> {
     if k.len() != 16 {
         return None;
     }
-    Some((
-        u64::from_be_bytes(k[..8].try_into().ok()?),
-        u64::from_be_bytes(k[8..].try_into().ok()?),
-    ))
+    Some((u64::from_be_bytes(k[..8].try_into().ok()?), u64::from_be_bytes(k[8..].try_into().ok()?)))
 }
 
 // ---- value encodings (order-preserving) ----
@@ -173,11 +170,7 @@ pub fn encode_i64(buf: &mut Vec<u8>, v: i64) {
 pub fn encode_f64(buf: &mut Vec<u8>, v: f64) {
     let v = if v == 0.0 { 0.0 } else { v }; // -0 and 0 are equal
     let bits = v.to_bits();
-    let ordered = if bits >> 63 == 1 {
-        !bits
-    } else {
-        bits | (1 << 63)
-    };
+    let ordered = if bits >> 63 == 1 { !bits } else { bits | (1 << 63) };
     buf.extend_from_slice(&ordered.to_be_bytes());
 }
 
@@ -245,11 +238,7 @@ impl<'a> KeyReader<'a> {
 
     pub fn decode_f64(&mut self) -> Result<f64, BadKey> {
         let ordered = u64::from_be_bytes(self.take8()?);
-        let bits = if ordered >> 63 == 1 {
-            ordered & !(1 << 63)
-        } else {
-            !ordered
-        };
+        let bits = if ordered >> 63 == 1 { ordered & !(1 << 63) } else { !ordered };
         Ok(f64::from_bits(bits))
     }
 
@@ -296,12 +285,7 @@ mod tests {
     fn integers_order_and_round_trip() {
         let vals = [i64::MIN, -1_000_000, -1, 0, 1, 42, i64::MAX];
         for w in vals.windows(2) {
-            assert!(
-                enc(encode_i64, w[0]) < enc(encode_i64, w[1]),
-                "{} < {}",
-                w[0],
-                w[1]
-            );
+            assert!(enc(encode_i64, w[0]) < enc(encode_i64, w[1]), "{} < {}", w[0], w[1]);
         }
         for v in vals {
             assert_eq!(KeyReader::new(&enc(encode_i64, v)).decode_i64().unwrap(), v);
@@ -310,23 +294,9 @@ mod tests {
 
     #[test]
     fn floats_order_and_round_trip() {
-        let vals = [
-            f64::NEG_INFINITY,
-            -1e300,
-            -1.5,
-            -0.0,
-            1e-300,
-            2.5,
-            1e300,
-            f64::INFINITY,
-        ];
+        let vals = [f64::NEG_INFINITY, -1e300, -1.5, -0.0, 1e-300, 2.5, 1e300, f64::INFINITY];
         for w in vals.windows(2) {
-            assert!(
-                enc(encode_f64, w[0]) <= enc(encode_f64, w[1]),
-                "{} <= {}",
-                w[0],
-                w[1]
-            );
+            assert!(enc(encode_f64, w[0]) <= enc(encode_f64, w[1]), "{} <= {}", w[0], w[1]);
         }
         assert_eq!(enc(encode_f64, -0.0), enc(encode_f64, 0.0));
         for v in vals {
@@ -339,12 +309,7 @@ mod tests {
     fn byte_strings_order_with_prefixes_and_zero_bytes() {
         let vals: [&[u8]; 6] = [b"", b"\x00", b"\x00\x00", b"\x00\x01", b"a", b"ab"];
         for w in vals.windows(2) {
-            assert!(
-                enc(encode_bytes, w[0]) < enc(encode_bytes, w[1]),
-                "{:?} < {:?}",
-                w[0],
-                w[1]
-            );
+            assert!(enc(encode_bytes, w[0]) < enc(encode_bytes, w[1]), "{:?} < {:?}", w[0], w[1]);
         }
         // Composite keys: ("a", 2) < ("ab", 1) because "a" < "ab".
         let mut k1 = enc(encode_bytes, b"a".as_slice());
@@ -373,7 +338,6 @@ mod tests {
 
     fn truncated_decode_fails() -> bool {
         let k = enc(encode_bytes, b"abc".as_slice());
-        KeyReader::new(&k[..k.len() - 1]).decode_bytes().is_err()
-            && KeyReader::new(&[1, 2]).decode_u64().is_err()
+        KeyReader::new(&k[..k.len() - 1]).decode_bytes().is_err() && KeyReader::new(&[1, 2]).decode_u64().is_err()
     }
 }

@@ -22,10 +22,7 @@ impl Span {
     }
 
     pub fn point(key: &[u8]) -> Self {
-        Span {
-            start: key.to_vec(),
-            end: crate::keys::key_next(key),
-        }
+        Span { start: key.to_vec(), end: crate::keys::key_next(key) }
     }
 }
 
