@@ -46,7 +46,7 @@ async fn all_keys(c: &Cluster, gw: usize) -> BTreeSet<i64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_through_one_node_read_through_another() {
-    let _g = serial();
+    let _g = serial().await;
     let c = Cluster::start(3, &[]).await;
     setup_kv(&c).await;
     let (st, body) = c.sql(0, "bank", &[("INSERT INTO kv VALUES ($1, $2), ($3, $4)", json!([1, "one", 2, "two"]))]).await;
@@ -77,7 +77,7 @@ async fn write_through_one_node_read_through_another() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leaseholder_sigkill_during_writes_loses_no_acknowledged_row() {
-    let _g = serial();
+    let _g = serial().await;
     let c = Cluster::start(3, &[]).await;
     setup_kv(&c).await;
     // Let the table range reach three replicas so a single failure keeps a quorum.
@@ -109,7 +109,7 @@ async fn leaseholder_sigkill_during_writes_loses_no_acknowledged_row() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_of_every_node_during_writes_loses_no_acknowledged_row() {
-    let _g = serial();
+    let _g = serial().await;
     let c = Arc::new(Cluster::start(3, &[]).await);
     setup_kv(&c).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -140,7 +140,7 @@ async fn sigkill_of_every_node_during_writes_loses_no_acknowledged_row() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wiped_node_is_caught_up_by_snapshot() {
-    let _g = serial();
+    let _g = serial().await;
     let c = Cluster::start(3, &["--raft-snapshot-logs", "40"]).await;
     setup_kv(&c).await;
     for batch in 0..30 {
@@ -157,10 +157,11 @@ async fn wiped_node_is_caught_up_by_snapshot() {
     loop {
         let st = c.status(2).await;
         let table = st["ranges"].as_array().unwrap().iter().find(|r| r["table_id"] == FIRST_TABLE_ID).cloned();
-        if let Some(r) = table {
-            if r["applied_index"].as_u64().unwrap_or(0) > 30 && st["node_id"].as_u64() == Some(4) {
-                break;
-            }
+        if let Some(r) = table
+            && r["applied_index"].as_u64().unwrap_or(0) > 30
+            && st["node_id"].as_u64() == Some(4)
+        {
+            break;
         }
         assert!(Instant::now() < deadline, "wiped node never received the table range: {st}");
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -182,7 +183,7 @@ async fn wiped_node_is_caught_up_by_snapshot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_down_answers_503_within_the_timeout() {
-    let _g = serial();
+    let _g = serial().await;
     let c = Cluster::start(3, &[]).await;
     setup_kv(&c).await;
     c.must(0, "bank", "INSERT INTO kv VALUES (1, 'a')").await;
@@ -201,7 +202,7 @@ async fn two_nodes_down_answers_503_within_the_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lifecycle_init_once_restart_without_init_and_clean_sigterm() {
-    let _g = serial();
+    let _g = serial().await;
     let c = Cluster::start(3, &[]).await;
     let out = std::process::Command::new(common::bin()).args(["init", "--host", &c.nodes[1].listen]).output().unwrap();
     assert!(!out.status.success(), "a second init must fail");

@@ -8,7 +8,7 @@ use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_clear_errors() {
-    let _g = serial();
+    let _g = serial().await;
     let c = Cluster::start(1, &["--max-body-bytes", "65536"]).await;
     c.must(0, "", "CREATE DATABASE d").await;
     c.must(0, "d", "CREATE TABLE t (k INT PRIMARY KEY, v STRING NOT NULL, n INT DEFAULT 5)").await;

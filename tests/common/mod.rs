@@ -95,10 +95,10 @@ impl Cluster {
         let deadline = Instant::now() + timeout;
         let url = format!("http://{}/health/ready", self.nodes[i].http);
         loop {
-            if let Ok(r) = self.client.get(&url).timeout(Duration::from_secs(3)).send().await {
-                if r.status().is_success() {
-                    return;
-                }
+            if let Ok(r) = self.client.get(&url).timeout(Duration::from_secs(3)).send().await
+                && r.status().is_success()
+            {
+                return;
             }
             if Instant::now() > deadline {
                 self.dump_logs();
@@ -221,9 +221,9 @@ pub fn rows(body: &Value) -> Vec<Value> {
     body["results"].as_array().and_then(|r| r.last()).and_then(|r| r["rows"].as_array()).cloned().unwrap_or_default()
 }
 
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Runs end-to-end tests one at a time: each starts several processes on a 2-core machine.
-pub fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().await
 }

@@ -225,12 +225,9 @@ impl Node {
             return Err("cluster has already been initialized".into());
         }
         // Refuse if any join peer already belongs to a cluster.
-        for addr in self.cfg.join.iter().filter(|a| **a != self.cfg.listen_addr) {
-            let frame = Frame { service: Service::Admin, range_id: 0, body: admin::encode(&AdminRequest::NodeInfo) };
-            if let Ok(b) = self.transport.call_addr(addr, frame, Duration::from_secs(1)).await {
-                if let Ok(AdminResponse::Info { cluster_id: Some(c), .. }) = admin::decode(&b) {
-                    return Err(format!("node at {addr} already belongs to cluster {c}"));
-                }
+        for addr in self.join_peers() {
+            if let Some((Some(c), _)) = self.node_info(addr).await {
+                return Err(format!("node at {addr} already belongs to cluster {c}"));
             }
         }
         let cluster_id = format!("{:032x}", rand::random::<u128>());
@@ -286,7 +283,7 @@ impl Node {
     }
 
     async fn try_join(&self) {
-        for addr in self.cfg.join.iter().filter(|a| **a != self.cfg.listen_addr) {
+        for addr in self.join_peers() {
             let req = AdminRequest::Join {
                 addr: self.cfg.listen_addr.clone(),
                 http_addr: self.cfg.http_addr.clone(),
@@ -329,13 +326,25 @@ impl Node {
         }
     }
 
+    /// The `--join` addresses other than our own.
+    fn join_peers(&self) -> impl Iterator<Item = &String> {
+        self.cfg.join.iter().filter(|a| **a != self.cfg.listen_addr)
+    }
+
+    /// Asks the node at `addr` for its cluster id and the nodes it knows.
+    async fn node_info(&self, addr: &str) -> Option<(Option<String>, Vec<NodeDescriptor>)> {
+        let frame = Frame { service: Service::Admin, range_id: 0, body: admin::encode(&AdminRequest::NodeInfo) };
+        let b = self.transport.call_addr(addr, frame, Duration::from_secs(1)).await.ok()?;
+        match admin::decode(&b) {
+            Ok(AdminResponse::Info { cluster_id, nodes, .. }) => Some((cluster_id, nodes)),
+            _ => None,
+        }
+    }
+
     async fn discover_from_peers(&self) {
-        for addr in self.cfg.join.iter().filter(|a| **a != self.cfg.listen_addr) {
-            let frame = Frame { service: Service::Admin, range_id: 0, body: admin::encode(&AdminRequest::NodeInfo) };
-            if let Ok(b) = self.transport.call_addr(addr, frame, Duration::from_secs(1)).await {
-                if let Ok(AdminResponse::Info { nodes, .. }) = admin::decode(&b) {
-                    self.learn_nodes(&nodes);
-                }
+        for addr in self.join_peers() {
+            if let Some((_, nodes)) = self.node_info(addr).await {
+                self.learn_nodes(&nodes);
             }
         }
     }
@@ -360,12 +369,12 @@ impl Node {
         }
         let known = self.router.nodes();
         let id = { self.ident.read().unwrap_or_else(|e| e.into_inner()).clone() };
-        if let Some(mut id) = id {
-            if id.nodes != known {
-                id.nodes = known;
-                let _ = self.save_identity(&id).await;
-                *self.ident.write().unwrap_or_else(|e| e.into_inner()) = Some(id);
-            }
+        if let Some(mut id) = id
+            && id.nodes != known
+        {
+            id.nodes = known;
+            let _ = self.save_identity(&id).await;
+            *self.ident.write().unwrap_or_else(|e| e.into_inner()) = Some(id);
         }
         Ok(())
     }

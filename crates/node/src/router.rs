@@ -102,10 +102,10 @@ impl Router {
         if key < [TABLE_PREFIX].as_slice() {
             return Ok(system_descriptor());
         }
-        if let Some((_, r)) = self.cache.read().unwrap_or_else(|e| e.into_inner()).range(keys::key_next(key)..).next() {
-            if r.desc.contains_key(key) {
-                return Ok(r.desc.clone());
-            }
+        if let Some((_, r)) = self.cache.read().unwrap_or_else(|e| e.into_inner()).range(keys::key_next(key)..).next()
+            && r.desc.contains_key(key)
+        {
+            return Ok(r.desc.clone());
         }
         let start = keys::meta_key(&keys::key_next(key));
         let end = keys::meta_key(KEY_MAX);

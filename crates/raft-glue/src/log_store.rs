@@ -89,7 +89,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let last = self.engine.last_in(Cf::RaftLog, &raft_log_key(self.range_id, 0), &raft_log_key(self.range_id + 1, 0))?;
         let last_log_id = match last {
             Some((_, v)) => Some(decode::<Entry>(&v)?.log_id()),
-            None => last_purged.clone(),
+            None => last_purged,
         };
         Ok(LogState { last_purged_log_id: last_purged, last_log_id })
     }

@@ -130,7 +130,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 EntryPayload::Blank => Vec::new(),
                 EntryPayload::Normal(cmd) => self.fsm.apply(&self.engine, &mut batch, index, &cmd.0),
                 EntryPayload::Membership(m) => {
-                    let stored = Membership::new(Some(log_id.clone()), m.clone());
+                    let stored = Membership::new(Some(log_id), m.clone());
                     batch.put(&self.engine, Cf::RangeMeta, &self.key(range_local::MEMBERSHIP), &encode(&stored)?);
                     Vec::new()
                 }

@@ -23,7 +23,17 @@ pub enum RangeCommand {
     /// Sets the range's descriptor (first command of every new range).
     SetDescriptor(RangeDescriptor),
     /// The write half of a one-range transaction.
-    Write { proposal_ts: Timestamp, read_ts: Option<Timestamp>, read_spans: Vec<Span>, writes: Vec<Write> },
+    Write(WriteCmd),
+}
+
+/// A one-range transaction's writes, with what it read and when.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WriteCmd {
+    /// The leaseholder's timestamp for the write: above every read it served.
+    pub proposal_ts: Timestamp,
+    pub read_ts: Option<Timestamp>,
+    pub read_spans: Vec<Span>,
+    pub writes: Vec<Write>,
 }
 
 /// What applying a command produced.
@@ -69,16 +79,9 @@ impl RangeFsm {
         self.applied.subscribe()
     }
 
-    fn apply_write(
-        &self,
-        engine: &Engine,
-        batch: &mut Batch,
-        st: &mut RangeState,
-        proposal_ts: Timestamp,
-        read_ts: Option<Timestamp>,
-        read_spans: &[Span],
-        writes: &[Write],
-    ) -> ApplyResult {
+    fn apply_write(&self, engine: &Engine, batch: &mut Batch, st: &mut RangeState, cmd: &WriteCmd) -> ApplyResult {
+        let WriteCmd { proposal_ts, read_ts, read_spans, writes } = cmd;
+        let (proposal_ts, read_ts) = (*proposal_ts, *read_ts);
         let Some(desc) = &st.desc else {
             return ApplyResult::OutOfRange;
         };
@@ -132,9 +135,7 @@ impl Fsm for RangeFsm {
                             ApplyResult::Invalid("descriptor of another range".into())
                         }
                     }
-                    RangeCommand::Write { proposal_ts, read_ts, read_spans, writes } => {
-                        self.apply_write(engine, batch, &mut next, *proposal_ts, *read_ts, read_spans, writes)
-                    }
+                    RangeCommand::Write(w) => self.apply_write(engine, batch, &mut next, w),
                 };
                 if matches!(r, ApplyResult::Ok | ApplyResult::Committed(_)) {
                     persist(engine, batch, self.range_id, &next);
@@ -196,7 +197,12 @@ mod tests {
             apply(
                 &f,
                 &e,
-                RangeCommand::Write { proposal_ts: Timestamp::new(5, 0), read_ts: None, read_spans: vec![], writes: vec![w("b", "1")] }
+                RangeCommand::Write(WriteCmd {
+                    proposal_ts: Timestamp::new(5, 0),
+                    read_ts: None,
+                    read_spans: vec![],
+                    writes: vec![w("b", "1")]
+                })
             ),
             ApplyResult::OutOfRange,
             "no descriptor yet"
@@ -205,34 +211,39 @@ mod tests {
         let t1 = match apply(
             &f,
             &e,
-            RangeCommand::Write { proposal_ts: Timestamp::new(10, 0), read_ts: None, read_spans: vec![], writes: vec![w("b", "1")] },
+            RangeCommand::Write(WriteCmd {
+                proposal_ts: Timestamp::new(10, 0),
+                read_ts: None,
+                read_spans: vec![],
+                writes: vec![w("b", "1")],
+            }),
         ) {
             ApplyResult::Committed(t) => t,
             r => panic!("{r:?}"),
         };
         // A transaction that read "b" before t1 conflicts.
-        let stale = RangeCommand::Write {
+        let stale = RangeCommand::Write(WriteCmd {
             proposal_ts: Timestamp::new(11, 0),
             read_ts: Some(Timestamp::new(9, 0)),
             read_spans: vec![Span::point(b"b")],
             writes: vec![w("c", "x")],
-        };
+        });
         assert_eq!(apply(&f, &e, stale), ApplyResult::Conflict(t1));
         assert_eq!(mvcc::get(&e, b"c", Timestamp::MAX, None).unwrap(), None, "rejected write changed nothing");
         // One that read a different key, or read after t1, commits above both.
-        let ok = RangeCommand::Write {
+        let ok = RangeCommand::Write(WriteCmd {
             proposal_ts: Timestamp::new(3, 0),
             read_ts: Some(Timestamp::new(9, 0)),
             read_spans: vec![Span::point(b"d")],
             writes: vec![w("d", "y")],
-        };
+        });
         let t2 = match apply(&f, &e, ok) {
             ApplyResult::Committed(t) => t,
             r => panic!("{r:?}"),
         };
         assert!(t2 > t1, "commit timestamps increase in log order even if proposed lower");
         assert_eq!(
-            apply(&f, &e, RangeCommand::Write { proposal_ts: t2, read_ts: None, read_spans: vec![], writes: vec![w("z", "1")] }),
+            apply(&f, &e, RangeCommand::Write(WriteCmd { proposal_ts: t2, read_ts: None, read_spans: vec![], writes: vec![w("z", "1")] })),
             ApplyResult::OutOfRange
         );
         // State survives a reload (restart).

@@ -9,7 +9,7 @@
 //! - When this replica becomes leader in a new term, the cache is raised to now + maximum clock
 //!   offset: a previous leaseholder may have served reads up to its own clock.
 
-use crate::fsm::{ApplyResult, RangeCommand, RangeFsm};
+use crate::fsm::{ApplyResult, RangeCommand, RangeFsm, WriteCmd};
 use meridian_raft_glue::{Group, ProposeError};
 use meridian_storage::{Engine, mvcc};
 use meridian_types::kv::{ReadOp, ReadRequest, ReadResponse, ReadResult, WriteRequest, WriteResponse};
@@ -165,7 +165,8 @@ impl Replica {
             key
         };
         let _guard = InflightGuard { replica: self, key };
-        let cmd = RangeCommand::Write { proposal_ts: key.0, read_ts: req.read_ts, read_spans: req.read_spans, writes: req.writes };
+        let cmd =
+            RangeCommand::Write(WriteCmd { proposal_ts: key.0, read_ts: req.read_ts, read_spans: req.read_spans, writes: req.writes });
         let bytes = postcard::to_stdvec(&cmd).map_err(|e| KvError::Internal(e.to_string()))?;
         let out = self.group.propose(bytes).await.map_err(|e| propose_err(self.range_id(), e))?;
         match postcard::from_bytes::<ApplyResult>(&out).map_err(|e| KvError::Internal(e.to_string()))? {
