@@ -3,6 +3,7 @@
 //! - `meridian start`: run a node (see `node.rs` for its life cycle).
 //! - `meridian init --host`: bootstrap a new cluster through one node, exactly once.
 //! - `meridian demo`: an in-process cluster on temporary stores.
+//! - `meridian workload kv`: load generator with latency percentiles.
 
 mod admin;
 mod demo;
@@ -10,6 +11,7 @@ mod http;
 mod node;
 mod router;
 mod txn;
+mod workload;
 
 use clap::{Parser, Subcommand};
 use meridian_raft_glue::{Frame, Service, TcpTransport};
@@ -34,6 +36,11 @@ enum Cmd {
         #[arg(long)]
         host: String,
     },
+    /// Generate load against a running cluster and report latency percentiles.
+    Workload {
+        #[command(subcommand)]
+        kind: WorkloadKind,
+    },
     /// Run an in-process cluster on temporary stores until Ctrl-C.
     Demo {
         #[arg(long, default_value_t = 3)]
@@ -42,6 +49,12 @@ enum Cmd {
         #[arg(long, default_value_t = 8080)]
         http_port: u16,
     },
+}
+
+#[derive(Subcommand)]
+enum WorkloadKind {
+    /// Inserts of new keys and point reads on a table kv.kv.
+    Kv(workload::KvArgs),
 }
 
 #[derive(clap::Args, Clone)]
@@ -166,6 +179,7 @@ fn main() -> ExitCode {
             }
             Cmd::Init { host } => init(&host).await,
             Cmd::Demo { nodes, http_port } => demo::run(nodes, http_port).await,
+            Cmd::Workload { kind: WorkloadKind::Kv(args) } => workload::run_kv(args).await,
         }
     });
     match res {
