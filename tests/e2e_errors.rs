@@ -63,3 +63,28 @@ async fn bad_input_gets_clear_errors() {
     let b = c.must(0, "d", "SELECT n FROM t WHERE k = 1").await;
     assert_eq!(common::rows(&b), vec![json!([5])]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_range_writes_are_refused_whole_and_deadlines_are_enforced() {
+    let _g = serial().await;
+    let c = Cluster::start(1, &[]).await;
+    c.must(0, "", "CREATE DATABASE d").await;
+    c.must(0, "d", "CREATE TABLE a (k INT PRIMARY KEY)").await;
+    c.must(0, "d", "CREATE TABLE b (k INT PRIMARY KEY)").await;
+    // Two tables are two ranges: a request writing both is refused and writes nothing.
+    let (st, b) = c.sql(0, "d", &[("INSERT INTO a VALUES (1)", json!([])), ("INSERT INTO b VALUES (1)", json!([]))]).await;
+    assert_eq!((st, b["error"]["code"].as_str()), (400, Some("0A000")), "{b}");
+    for t in ["a", "b"] {
+        let body = c.must(0, "d", &format!("SELECT count(*) FROM {t}")).await;
+        assert_eq!(common::rows(&body), vec![json!([0])], "nothing written to {t}");
+    }
+    // Reading one range and writing another is refused too (it could not be serializable yet).
+    c.must(0, "d", "INSERT INTO b VALUES (5)").await;
+    let (st, b) = c.sql(0, "d", &[("SELECT k FROM b", json!([])), ("INSERT INTO a VALUES (5)", json!([]))]).await;
+    assert_eq!((st, b["error"]["code"].as_str()), (400, Some("0A000")), "{b}");
+    // A deadline shorter than the work answers 57014, not 503 or a hang.
+    let values: Vec<String> = (0..500).map(|i| format!("({i})")).collect();
+    c.must(0, "d", &format!("INSERT INTO a VALUES {}", values.join(","))).await;
+    let (st, b) = c.sql_body(0, json!({"database": "d", "timeout": "0ms", "statements": [{"sql": "SELECT count(*) FROM a"}]})).await;
+    assert_eq!((st, b["error"]["code"].as_str()), (504, Some("57014")), "{b}");
+}

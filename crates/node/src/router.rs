@@ -162,7 +162,8 @@ impl Router {
     pub async fn send(&self, desc: &RangeDescriptor, req: KvRequest, deadline: Instant) -> Result<KvResponse, KvError> {
         let is_write = matches!(req, KvRequest::Write(_));
         let frame_body = admin::encode(&req);
-        let mut last_err = KvError::Unavailable(format!("range r{}: no replica reachable", desc.range_id));
+        // Until an attempt actually fails, running out of time is a timeout, not unavailability.
+        let mut last_err = KvError::Timeout;
         let mut backoff = Duration::from_millis(20);
         let mut not_found = 0;
         loop {
@@ -222,6 +223,8 @@ impl Router {
                     Err(NetError::Unreachable(_, m)) if is_write && m.contains("lost") => {
                         return Err(KvError::Ambiguous(format!("connection to n{node} lost during a write")));
                     }
+                    // The request's own deadline ran out during a healthy attempt: a timeout.
+                    Err(NetError::Timeout(_)) if Instant::now() >= deadline && last_err == KvError::Timeout => {}
                     Err(e) => last_err = KvError::Unavailable(format!("range r{}: {e}", desc.range_id)),
                 }
             }

@@ -85,7 +85,11 @@ pub async fn run_kv(args: KvArgs) -> Result<(), String> {
     if args.concurrency == 0 || args.url.is_empty() || args.read_percent > 100 {
         return Err("need --concurrency >= 1, at least one --url and --read-percent <= 100".into());
     }
-    let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).timeout(Duration::from_secs(30)).build().map_err(|e| e.to_string())?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| e.to_string())?;
     let url0 = &args.url[0];
     for sql in ["CREATE DATABASE IF NOT EXISTS kv", "CREATE TABLE IF NOT EXISTS kv.kv (k INT8 PRIMARY KEY, v STRING NOT NULL)"] {
         let body = json!({"statements": [{"sql": sql}]});
@@ -162,7 +166,11 @@ pub async fn run_kv(args: KvArgs) -> Result<(), String> {
             for (op, s) in ops.iter() {
                 let errs: u64 = s.errors.values().sum();
                 if let Some(h) = &s.hist {
-                    line += &format!("  {op}: p50 {:.2}ms p99 {:.2}ms errors {errs}", h.value_at_quantile(0.5) as f64 / 1000.0, h.value_at_quantile(0.99) as f64 / 1000.0);
+                    line += &format!(
+                        "  {op}: p50 {:.2}ms p99 {:.2}ms errors {errs}",
+                        h.value_at_quantile(0.5) as f64 / 1000.0,
+                        h.value_at_quantile(0.99) as f64 / 1000.0
+                    );
                 }
             }
             eprintln!("{line}");
@@ -189,12 +197,16 @@ pub async fn run_kv(args: KvArgs) -> Result<(), String> {
         }
         summary.insert(op.to_string(), v);
     }
-    let summary = json!({"workload": "kv", "concurrency": args.concurrency, "read_percent": args.read_percent, "elapsed_s": elapsed, "ops": summary});
+    let summary =
+        json!({"workload": "kv", "concurrency": args.concurrency, "read_percent": args.read_percent, "elapsed_s": elapsed, "ops": summary});
     if args.json {
         println!("{summary}");
     } else {
         println!("elapsed {elapsed:.1}s, concurrency {}", args.concurrency);
-        println!("{:<6} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8}  errors", "op", "count", "ops/s", "p50ms", "p95ms", "p99ms", "p99.9ms", "maxms");
+        println!(
+            "{:<6} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8}  errors",
+            "op", "count", "ops/s", "p50ms", "p95ms", "p99ms", "p99.9ms", "maxms"
+        );
         for (op, v) in summary["ops"].as_object().into_iter().flatten() {
             let f = |k: &str| v[k].as_f64().unwrap_or(0.0);
             println!(

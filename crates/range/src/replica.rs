@@ -84,7 +84,9 @@ impl Replica {
         let term = self.group.current_term();
         if term != st.term {
             st.term = term;
-            st.max_read = st.max_read.max(self.hlc.now().add_nanos(self.hlc.max_offset_ns()));
+            // Physical time, not the HLC: repeated leader changes must not push timestamps ever
+            // further into the future.
+            st.max_read = st.max_read.max(self.hlc.physical_now().add_nanos(self.hlc.max_offset_ns()));
         }
     }
 

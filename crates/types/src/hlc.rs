@@ -113,6 +113,11 @@ impl Hlc {
         true
     }
 
+    /// The physical clock's reading, without touching the logical clock.
+    pub fn physical_now(&self) -> Timestamp {
+        Timestamp::new(self.clock.physical_now_ns(), 0)
+    }
+
     /// Advances the clock to at least `ts` without the offset check. Used for timestamps this
     /// node's own replicas committed (they passed the check when they were chosen).
     pub fn forward(&self, ts: Timestamp) {
