@@ -76,6 +76,24 @@ async fn write_through_one_node_read_through_another() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateways_with_a_stale_catalog_never_write_into_a_dropped_table() {
+    let _g = serial().await;
+    let c = Cluster::start(3, &[]).await;
+    setup_kv(&c).await;
+    c.must(1, "bank", "INSERT INTO kv VALUES (1, 'old')").await; // node 2 caches the table
+    c.must(0, "bank", "DROP TABLE kv").await;
+    c.must(0, "bank", "CREATE TABLE kv (k INT PRIMARY KEY, v STRING NOT NULL)").await;
+    // Node 2's cached descriptor points at the dropped table's range: the write must land in
+    // the new table.
+    c.must(1, "bank", "INSERT INTO kv VALUES (2, 'new')").await;
+    let body = c.must(2, "bank", "SELECT k, v FROM kv").await;
+    assert_eq!(rows(&body), vec![json!([2, "new"])]);
+    c.must(0, "bank", "DROP TABLE kv").await;
+    let (st, body) = c.sql(1, "bank", &[("SELECT * FROM kv", json!([]))]).await;
+    assert_eq!((st, body["error"]["code"].as_str()), (400, Some("42P01")), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leaseholder_sigkill_during_writes_loses_no_acknowledged_row() {
     let _g = serial().await;
     let c = Cluster::start(3, &[]).await;

@@ -190,6 +190,12 @@ async fn run_transaction(
         };
         match res {
             Ok(r) => return Ok(r),
+            // A range this gateway's catalog pointed at is gone (table dropped and maybe
+            // re-created elsewhere): forget the catalog and run the request again.
+            Err(SqlError::Kv(KvError::RangeNotFound { .. })) if attempt < MAX_ATTEMPTS && Instant::now() < deadline => {
+                node.catalog.clear();
+                restart_ts = None;
+            }
             Err(SqlError::Kv(e)) if e.is_txn_retryable() && attempt < MAX_ATTEMPTS && Instant::now() + backoff < deadline => {
                 if let KvError::ReadUncertainty { ts } = e {
                     restart_ts = Some(ts);

@@ -6,6 +6,7 @@
 //! - `meridian workload kv`: load generator with latency percentiles.
 
 mod admin;
+mod catalog_cache;
 mod demo;
 mod http;
 mod node;

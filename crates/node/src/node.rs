@@ -64,6 +64,7 @@ pub struct Node {
     pub store: Arc<Store>,
     pub router: Router,
     pub hlc: Arc<Hlc>,
+    pub catalog: crate::catalog_cache::CatalogCache,
     ident: RwLock<Option<Ident>>,
     stopping: AtomicBool,
     me: std::sync::Weak<Node>,
@@ -94,6 +95,7 @@ impl Node {
             store,
             router,
             hlc,
+            catalog: Default::default(),
             ident: RwLock::new(None),
             stopping: AtomicBool::new(false),
             me: me.clone(),
@@ -480,7 +482,7 @@ impl Node {
                 Ok(_) => AdminResponse::Ok,
                 Err(e) => err(e),
             },
-            AdminRequest::DestroyReplica { range_id } => match self.store.host().destroy(range_id).await {
+            AdminRequest::DestroyReplica { range_id } => match self.store.destroy(range_id).await {
                 Ok(()) => AdminResponse::Ok,
                 Err(e) => err(KvError::Internal(e.to_string())),
             },

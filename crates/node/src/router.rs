@@ -160,7 +160,7 @@ impl Router {
     /// deadline. Routing errors that mean "the range is not what you think" are returned so the
     /// caller can look the key up again; the cache entry is dropped first.
     pub async fn send(&self, desc: &RangeDescriptor, req: KvRequest, deadline: Instant) -> Result<KvResponse, KvError> {
-        let is_write = matches!(req, KvRequest::Write(_));
+        let is_write = !matches!(req, KvRequest::Read(_));
         let frame_body = admin::encode(&req);
         // Until an attempt actually fails, running out of time is a timeout, not unavailability.
         let mut last_err = KvError::Timeout;

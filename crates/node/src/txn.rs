@@ -166,7 +166,14 @@ pub async fn allocate_ids(node: &Arc<Node>, counter: &str, n: u64, deadline: Ins
 
 impl TxnClient for Txn {
     async fn get_database(&mut self, name: &str) -> Result<Option<DatabaseDesc>, SqlError> {
-        self.sys_get(keys::database_key(name)).await
+        if self.node.catalog.has_database(name) {
+            return Ok(Some(DatabaseDesc { name: name.to_string() }));
+        }
+        let d: Option<DatabaseDesc> = self.sys_get(keys::database_key(name)).await?;
+        if d.is_some() {
+            self.node.catalog.put_database(name);
+        }
+        Ok(d)
     }
 
     async fn create_database(&mut self, name: &str) -> Result<(), SqlError> {
@@ -183,7 +190,9 @@ impl TxnClient for Txn {
                 Ok(())
             })
         })
-        .await
+        .await?;
+        self.node.catalog.clear();
+        Ok(())
     }
 
     async fn drop_database(&mut self, name: &str) -> Result<(), SqlError> {
@@ -198,7 +207,9 @@ impl TxnClient for Txn {
                 Ok(())
             })
         })
-        .await
+        .await?;
+        self.node.catalog.clear();
+        Ok(())
     }
 
     async fn list_databases(&mut self) -> Result<Vec<DatabaseDesc>, SqlError> {
@@ -207,7 +218,14 @@ impl TxnClient for Txn {
     }
 
     async fn get_table(&mut self, db: &str, name: &str) -> Result<Option<TableDesc>, SqlError> {
-        self.sys_get(keys::table_desc_key(db, name)).await
+        if let Some(d) = self.node.catalog.table(db, name) {
+            return Ok(Some(d));
+        }
+        let d: Option<TableDesc> = self.sys_get(keys::table_desc_key(db, name)).await?;
+        if let Some(d) = &d {
+            self.node.catalog.put_table(d);
+        }
+        Ok(d)
     }
 
     async fn list_tables(&mut self, db: &str) -> Result<Vec<TableDesc>, SqlError> {
@@ -258,6 +276,9 @@ impl TxnClient for Txn {
                 if t.get(&key).await?.is_some() {
                     return Err(SqlError::user("42P07", format!("relation \"{}\" already exists", tdesc.name)));
                 }
+                if t.get(&keys::database_key(&tdesc.db)).await?.is_none() {
+                    return Err(SqlError::user("3D000", format!("database \"{}\" does not exist", tdesc.db)));
+                }
                 t.put(key, admin::encode(&tdesc));
                 t.put(meta_key, admin::encode(&rdesc));
                 Ok(())
@@ -265,6 +286,7 @@ impl TxnClient for Txn {
         })
         .await?;
         node.router.evict_span(&start, &end);
+        node.catalog.clear();
         Ok(desc)
     }
 
@@ -276,6 +298,14 @@ impl TxnClient for Txn {
         let (start, end) = keys::table_span(desc.id);
         let meta_key = keys::meta_key(&end);
         let rdesc: Option<RangeDescriptor> = self.sys_get(meta_key.clone()).await?;
+        // First make every replica refuse the range, so no gateway with a cached descriptor can
+        // write into the dropped table; then remove it from the catalog.
+        if let Some(rdesc) = &rdesc {
+            match self.node.router.send(rdesc, KvRequest::MarkDropped { range_id: rdesc.range_id }, self.deadline).await {
+                Ok(_) | Err(KvError::RangeNotFound { .. }) => {}
+                Err(e) => return Err(SqlError::Kv(e)),
+            }
+        }
         self.sys_txn(move |t| {
             let (key, meta_key) = (key.clone(), meta_key.clone());
             Box::pin(async move {
@@ -286,6 +316,7 @@ impl TxnClient for Txn {
         })
         .await?;
         self.node.router.evict_span(&start, &end);
+        self.node.catalog.clear();
         // Destroy the replicas (best effort: a node that is down keeps an orphan replica).
         if let Some(rdesc) = rdesc {
             let mut nodes: Vec<_> = rdesc.replicas.iter().map(|r| r.node_id).collect();

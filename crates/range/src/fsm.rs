@@ -24,6 +24,8 @@ pub enum RangeCommand {
     SetDescriptor(RangeDescriptor),
     /// The write half of a one-range transaction.
     Write(WriteCmd),
+    /// The range's table was dropped: refuse everything from now on.
+    MarkDropped,
 }
 
 /// A one-range transaction's writes, with what it read and when.
@@ -43,6 +45,7 @@ pub enum ApplyResult {
     Committed(Timestamp),
     Conflict(Timestamp),
     OutOfRange,
+    Dropped,
     Invalid(String),
 }
 
@@ -50,6 +53,8 @@ pub enum ApplyResult {
 pub struct RangeState {
     pub desc: Option<RangeDescriptor>,
     pub last_write_ts: Timestamp,
+    /// Set when the range's table is dropped; the range then serves nothing.
+    pub dropped: bool,
 }
 
 pub struct RangeFsm {
@@ -82,6 +87,9 @@ impl RangeFsm {
     fn apply_write(&self, engine: &Engine, batch: &mut Batch, st: &mut RangeState, cmd: &WriteCmd) -> ApplyResult {
         let WriteCmd { proposal_ts, read_ts, read_spans, writes } = cmd;
         let (proposal_ts, read_ts) = (*proposal_ts, *read_ts);
+        if st.dropped {
+            return ApplyResult::Dropped;
+        }
         let Some(desc) = &st.desc else {
             return ApplyResult::OutOfRange;
         };
@@ -136,6 +144,10 @@ impl Fsm for RangeFsm {
                         }
                     }
                     RangeCommand::Write(w) => self.apply_write(engine, batch, &mut next, w),
+                    RangeCommand::MarkDropped => {
+                        next.dropped = true;
+                        ApplyResult::Ok
+                    }
                 };
                 if matches!(r, ApplyResult::Ok | ApplyResult::Committed(_)) {
                     persist(engine, batch, self.range_id, &next);

@@ -45,7 +45,8 @@ pub(crate) fn propose_err(range_id: u64, e: ProposeError) -> KvError {
     match e {
         ProposeError::NotLeader { leader } => KvError::NotLeaseholder { range_id, leaseholder: leader },
         ProposeError::Unavailable(m) => KvError::Unavailable(m),
-        ProposeError::Fatal(m) => KvError::Unavailable(format!("replica stopped: {m}")),
+        // The group was shut down: the replica is being destroyed.
+        ProposeError::Fatal(_) => KvError::RangeNotFound { range_id },
     }
 }
 
@@ -96,7 +97,11 @@ impl Replica {
 
     pub async fn read(&self, req: &ReadRequest) -> Result<ReadResponse, KvError> {
         self.group.read_barrier().await.map_err(|e| propose_err(self.range_id(), e))?;
-        let desc = self.fsm.descriptor().ok_or(KvError::RangeNotFound { range_id: self.range_id() })?;
+        let state = self.fsm.state();
+        let desc = match state.desc {
+            Some(d) if !state.dropped => d,
+            _ => return Err(KvError::RangeNotFound { range_id: self.range_id() }),
+        };
         for op in &req.ops {
             let ok = match op {
                 ReadOp::Get { key } => desc.contains_key(key),
@@ -177,17 +182,30 @@ impl Replica {
                 Err(KvError::WriteConflict(format!("a value read was written at {ts} after the transaction read it")))
             }
             ApplyResult::OutOfRange => Err(KvError::KeyOutOfRange { range_id: self.range_id() }),
+            ApplyResult::Dropped => Err(KvError::RangeNotFound { range_id: self.range_id() }),
             r @ (ApplyResult::Ok | ApplyResult::Invalid(_)) => Err(KvError::Internal(format!("unexpected apply result {r:?}"))),
         }
     }
 
     /// Proposes a descriptor for this range (creation, replica changes).
     pub async fn set_descriptor(&self, desc: meridian_types::RangeDescriptor) -> Result<(), KvError> {
-        let bytes = postcard::to_stdvec(&RangeCommand::SetDescriptor(desc)).map_err(|e| KvError::Internal(e.to_string()))?;
+        self.propose_admin(RangeCommand::SetDescriptor(desc)).await
+    }
+
+    /// Marks the range dropped on every replica (its table is gone).
+    pub async fn mark_dropped(&self) -> Result<(), KvError> {
+        if !self.group.is_leader() {
+            return Err(self.not_leaseholder());
+        }
+        self.propose_admin(RangeCommand::MarkDropped).await
+    }
+
+    async fn propose_admin(&self, cmd: RangeCommand) -> Result<(), KvError> {
+        let bytes = postcard::to_stdvec(&cmd).map_err(|e| KvError::Internal(e.to_string()))?;
         let out = self.group.propose(bytes).await.map_err(|e| propose_err(self.range_id(), e))?;
         match postcard::from_bytes::<ApplyResult>(&out) {
             Ok(ApplyResult::Ok) => Ok(()),
-            other => Err(KvError::Internal(format!("set descriptor: {other:?}"))),
+            other => Err(KvError::Internal(format!("range command: {other:?}"))),
         }
     }
 }

@@ -46,14 +46,23 @@ impl Store {
 
     /// The leaseholder-side handle of a hosted range.
     pub fn replica(&self, range: RangeId) -> Option<Arc<Replica>> {
-        if let Some(r) = self.replicas.read().unwrap_or_else(|e| e.into_inner()).get(&range) {
+        let group = self.host.group(range)?;
+        if let Some(r) = self.replicas.read().unwrap_or_else(|e| e.into_inner()).get(&range)
+            && Arc::ptr_eq(r.group(), &group)
+        {
             return Some(r.clone());
         }
-        let group = self.host.group(range)?;
         let fsm = self.fsms.read().unwrap_or_else(|e| e.into_inner()).get(&range)?.clone();
         let r = Arc::new(Replica::new(group, fsm, self.hlc.clone(), self.engine.clone()));
-        self.replicas.write().unwrap_or_else(|e| e.into_inner()).entry(range).or_insert(r.clone());
+        self.replicas.write().unwrap_or_else(|e| e.into_inner()).insert(range, r.clone());
         Some(r)
+    }
+
+    /// Destroys this node's replica of `range` (its table was dropped, or it moved away).
+    pub async fn destroy(&self, range: RangeId) -> std::io::Result<()> {
+        self.replicas.write().unwrap_or_else(|e| e.into_inner()).remove(&range);
+        self.fsms.write().unwrap_or_else(|e| e.into_inner()).remove(&range);
+        self.host.destroy(range).await
     }
 
     pub fn replicas(&self) -> Vec<Arc<Replica>> {
@@ -92,6 +101,7 @@ impl Store {
         let res = match req {
             KvRequest::Read(r) => replica.read(&r).await.map(KvResponse::Read),
             KvRequest::Write(w) => replica.write(w).await.map(KvResponse::Write),
+            KvRequest::MarkDropped { .. } => replica.mark_dropped().await.map(|()| KvResponse::Ok),
         };
         res.unwrap_or_else(KvResponse::Error)
     }

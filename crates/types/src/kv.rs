@@ -94,6 +94,11 @@ pub struct WriteResponse {
 pub enum KvRequest {
     Read(ReadRequest),
     Write(WriteRequest),
+    /// Marks a range dropped (its table was dropped): from then on every replica refuses
+    /// reads and writes with `RangeNotFound`, whatever a gateway's cached catalog says.
+    MarkDropped {
+        range_id: RangeId,
+    },
 }
 
 impl KvRequest {
@@ -101,6 +106,7 @@ impl KvRequest {
         match self {
             KvRequest::Read(r) => r.range_id,
             KvRequest::Write(w) => w.range_id,
+            KvRequest::MarkDropped { range_id } => *range_id,
         }
     }
 }
@@ -109,5 +115,6 @@ impl KvRequest {
 pub enum KvResponse {
     Read(ReadResponse),
     Write(WriteResponse),
+    Ok,
     Error(KvError),
 }
