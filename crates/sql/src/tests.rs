@@ -261,3 +261,65 @@ fn insert_without_column_list_fills_leading_columns_and_defaults_the_rest() {
     assert_eq!(err(&mut t, "INSERT INTO kv VALUES (2, 'b', 1.0, true, 5)"), "42601");
     assert_eq!(err(&mut t, "INSERT INTO kv (k, v, n) VALUES (3, 'c')"), "42601");
 }
+
+#[test]
+fn hostile_input_gets_errors_not_panics() {
+    let mut t = setup();
+    run(&mut t, "INSERT INTO kv (k, v) VALUES (1, 'a')");
+    let deep = format!("SELECT {}1{}", "(".repeat(5000), ")".repeat(5000));
+    let long_ident = format!("SELECT {} FROM kv", "x".repeat(100_000));
+    let inputs = [
+        "",
+        ";",
+        ";;;",
+        "SELECT",
+        "SELECT * FROM",
+        "SELECT 9223372036854775807 + 1",
+        "SELECT -9223372036854775808 - 1",
+        "SELECT 99999999999999999999999999",
+        "SELECT 1e999",
+        "SELECT 'é' || 'ü' || '\u{1F600}'",
+        "SELECT * FROM kv WHERE k = 'abc'",
+        "SELECT * FROM kv WHERE k = 1.5",
+        "SELECT * FROM kv WHERE v > 1",
+        "SELECT * FROM kv ORDER BY 99",
+        "SELECT * FROM kv LIMIT -1",
+        "SELECT * FROM kv LIMIT 'x'",
+        "SELECT count(*) FROM kv GROUP BY nope",
+        "SELECT sum(v) FROM kv",
+        "SELECT max(count(*)) FROM kv",
+        "INSERT INTO kv VALUES",
+        "INSERT INTO kv VALUES ()",
+        "INSERT INTO kv (k, k) VALUES (1, 2)",
+        "INSERT INTO kv (nope) VALUES (1)",
+        "UPDATE kv SET nope = 1",
+        "UPDATE kv SET k = NULL WHERE k = 1",
+        "DELETE FROM kv WHERE",
+        "CREATE TABLE x ()",
+        "CREATE TABLE x (a INT PRIMARY KEY, a INT)",
+        "CREATE TABLE x (a NOTATYPE PRIMARY KEY)",
+        "CREATE TABLE x (a INT PRIMARY KEY, PRIMARY KEY (a))",
+        "DROP TABLE",
+        "SELECT $0",
+        "SELECT $99999999999",
+        "SELECT CAST('x' AS INT)",
+        "SELECT CAST(1 AS NOTATYPE)",
+        "SELECT 1 % 0",
+        "SELECT abs(-9223372036854775808)",
+        "SELECT -(-9223372036854775808)",
+        "SELECT lower()",
+        "SELECT nosuchfunction(1)",
+        "BEGIN; COMMIT",
+        "\0\0\0",
+        &deep,
+        &long_ident,
+    ];
+    for sql in inputs {
+        // Ok or a coded error are both fine; a panic fails the test.
+        if let Err(e) = run_args(&mut t, sql, vec![]) {
+            assert_eq!(e.code().len(), 5, "{sql:.60}: {e}");
+        }
+    }
+    // The table is intact afterwards.
+    assert_eq!(rows(&mut t, "SELECT k, v FROM kv"), vec![vec![json!(1), json!("a")]]);
+}
