@@ -47,6 +47,8 @@ pub struct RaftHost {
     factory: FsmFactory,
     groups: RwLock<HashMap<RangeId, Arc<Group>>>,
     create_lock: tokio::sync::Mutex<()>,
+    /// This node's id, for logs (0 until the node joins a cluster).
+    node_id: std::sync::atomic::AtomicU64,
 }
 
 impl RaftHost {
