@@ -119,6 +119,7 @@ impl Node {
     fn adopt_identity(&self, id: Ident) {
         self.transport.set_node_id(id.node_id);
         self.router.set_node_id(id.node_id);
+        self.store.host().set_node_id(id.node_id);
         self.learn_nodes(&id.nodes);
         *self.ident.write().unwrap_or_else(|e| e.into_inner()) = Some(id);
     }
@@ -257,7 +258,7 @@ impl Node {
         t.put(keys::node_key(1), admin::encode(&me));
         t.put(keys::meta_key(&e), admin::encode(&desc));
         t.commit().await.map_err(|e| e.to_string())?;
-        tracing::info!(cluster = %cluster_id, "cluster bootstrapped");
+        tracing::info!(node = 1, cluster = %cluster_id, "cluster bootstrapped");
         Ok(())
     }
 
@@ -280,7 +281,7 @@ impl Node {
         if !nodes.iter().any(|n| n.node_id == self.node_id()) {
             nodes.push(self.descriptor());
         }
-        tracing::info!(node = node_id, "node admitted");
+        tracing::info!(node = self.node_id(), admitted = node_id, "node admitted");
         Ok(AdminResponse::Joined { cluster_id, node_id, nodes })
     }
 
@@ -395,7 +396,13 @@ impl Node {
             if kept_voters >= desired {
                 // Enough replicas elsewhere: drop the ones on dead nodes.
                 for m in st.members.iter().filter(|m| self.is_dead(m.node_id)) {
-                    tracing::info!(range = st.range_id, replica = m.replica_id, node = m.node_id, "removing replica on dead node");
+                    tracing::info!(
+                        node = self.node_id(),
+                        range = st.range_id,
+                        replica = m.replica_id,
+                        target = m.node_id,
+                        "removing replica on dead node"
+                    );
                     match tokio::time::timeout(Duration::from_secs(10), r.group().remove_member(m.replica_id)).await {
                         Ok(Ok(())) => {
                             let _ = self.publish_replicas(&r).await;
@@ -423,7 +430,7 @@ impl Node {
             let Ok(replica_id) = allocate_ids(&me, "replica", 1, deadline).await else {
                 continue;
             };
-            tracing::info!(range = st.range_id, replica = replica_id, node = target, "adding replica");
+            tracing::info!(node = self.node_id(), range = st.range_id, replica = replica_id, target, "adding replica");
             match tokio::time::timeout(Duration::from_secs(30), r.group().add_voter(replica_id, target)).await {
                 Ok(Ok(())) => {
                     if let Err(e) = self.publish_replicas(&r).await {

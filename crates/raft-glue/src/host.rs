@@ -60,7 +60,16 @@ impl RaftHost {
             factory,
             groups: RwLock::new(HashMap::new()),
             create_lock: tokio::sync::Mutex::new(()),
+            node_id: Default::default(),
         })
+    }
+
+    pub fn set_node_id(&self, id: NodeId) {
+        self.node_id.store(id, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn node_id(&self) -> NodeId {
+        self.node_id.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn engine(&self) -> &Engine {
@@ -137,7 +146,7 @@ impl RaftHost {
         let raft = Raft::new(replica_id, config, net, log.clone(), sm).await.map_err(|e| std::io::Error::other(e.to_string()))?;
         let group = Arc::new(Group { range_id: range, replica_id, raft, fsm, log });
         self.groups.write().unwrap_or_else(|e| e.into_inner()).insert(range, group.clone());
-        tracing::info!(range, replica = replica_id, "replica started");
+        tracing::info!(node = self.node_id(), range, replica = replica_id, "replica started");
         Ok(group)
     }
 
@@ -158,7 +167,7 @@ impl RaftHost {
         }
         b.put(&self.engine, Cf::RaftMeta, &range_local_key(range, range_local::TOMBSTONE), &[1]);
         self.engine.write_durable(b).await?;
-        tracing::info!(range, "replica destroyed");
+        tracing::info!(node = self.node_id(), range, "replica destroyed");
         Ok(())
     }
 
