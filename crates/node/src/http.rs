@@ -184,7 +184,7 @@ async fn run_transaction(
     let mut backoff = Duration::from_millis(5);
     for attempt in 1..=MAX_ATTEMPTS {
         let mut txn = Txn::new(node.clone(), deadline, restart_ts);
-        let res = match meridian_sql::execute(&mut txn, db, stmts).await {
+        let res = match meridian_sql::execute(&mut txn, db, stmts, &node.cfg.exec).await {
             Ok(results) => txn.commit().await.map(|ts| (results, ts)),
             Err(e) => Err(e),
         };

@@ -10,6 +10,7 @@ mod catalog_cache;
 mod demo;
 mod http;
 mod node;
+mod records;
 mod router;
 mod txn;
 mod workload;
@@ -90,6 +91,12 @@ pub struct StartArgs {
     /// Raft log entries between snapshots (log purge point).
     #[arg(long, default_value_t = 5000)]
     raft_snapshot_logs: u64,
+    /// Most rows one statement may return or buffer (sorts, joins, groups); more fails with 54000.
+    #[arg(long, default_value_t = 100_000)]
+    max_result_rows: usize,
+    /// Most bytes one statement may return or buffer.
+    #[arg(long, default_value_t = 64 << 20)]
+    max_result_bytes: usize,
     /// A node that has not answered for this long is dead: its replicas are replaced.
     #[arg(long, default_value = "30s")]
     dead_after: String,
@@ -126,6 +133,7 @@ impl StartArgs {
             max_body_bytes: self.max_body_bytes,
             default_timeout: timeout,
             dead_after: http::parse_duration(&self.dead_after).ok_or_else(|| format!("invalid --dead-after {:?}", self.dead_after))?,
+            exec: meridian_sql::ExecOptions { max_result_rows: self.max_result_rows, max_result_bytes: self.max_result_bytes },
         })
     }
 }

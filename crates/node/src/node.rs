@@ -15,6 +15,7 @@
 //! fixed key and written durably before the node takes part in anything.
 
 use crate::admin::{self, AdminRequest, AdminResponse};
+use crate::records::SysRecord;
 use crate::router::{Router, system_descriptor};
 use crate::txn::{Txn, admin_roundtrip, allocate_ids};
 use futures::future::BoxFuture;
@@ -47,6 +48,8 @@ pub struct NodeConfig {
     pub max_body_bytes: usize,
     pub default_timeout: Duration,
     pub dead_after: Duration,
+    /// Bounds on what one statement may return or buffer.
+    pub exec: meridian_sql::ExecOptions,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -68,6 +71,8 @@ pub struct Node {
     ident: RwLock<Option<Ident>>,
     stopping: AtomicBool,
     me: std::sync::Weak<Node>,
+    /// The last microsecond handed out by [`Node::unique_rowid`].
+    rowid_micros: std::sync::atomic::AtomicU64,
     /// When each unresponsive node was first seen unresponsive.
     unresponsive_since: std::sync::Mutex<std::collections::HashMap<NodeId, Instant>>,
 }
@@ -100,6 +105,7 @@ impl Node {
             stopping: AtomicBool::new(false),
             me: me.clone(),
             unresponsive_since: Default::default(),
+            rowid_micros: Default::default(),
         });
         transport.set_handler(Arc::new(NodeHandler(Arc::downgrade(&node))));
         let listener = tokio::net::TcpListener::bind(&cfg.listen_addr)
@@ -154,6 +160,20 @@ impl Node {
             http_addr: self.cfg.http_addr.clone(),
             locality: self.cfg.locality.clone(),
         }
+    }
+
+    /// A cluster-unique, positive, deliberately non-monotonic id (SERIAL, `unique_rowid()`).
+    ///
+    /// `micros since 2025 << 12 | node id (12 bits)` is unique: microseconds are strictly
+    /// increasing per node (a counter that never goes back) and node ids are never reused. Its
+    /// 63 bits are then reversed, a bijection, so consecutive ids land far apart in the key space
+    /// instead of piling onto the end of one range.
+    pub fn unique_rowid(&self) -> i64 {
+        const EPOCH_2025_MICROS: u64 = 1_735_689_600_000_000;
+        let now = (self.hlc.physical_now().wall_ns / 1000).saturating_sub(EPOCH_2025_MICROS);
+        let step = |last: u64| Some(now.max(last + 1));
+        let prev = self.rowid_micros.fetch_update(Ordering::SeqCst, Ordering::SeqCst, step).unwrap_or_default();
+        rowid(now.max(prev + 1), self.node_id())
     }
 
     pub fn is_stopping(&self) -> bool {
@@ -251,12 +271,12 @@ impl Node {
         let me_arc = self.self_arc().ok_or("node stopping")?;
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut t = Txn::new(me_arc, deadline, None);
-        t.put(keys::cluster_key(), admin::encode(&cluster_id));
+        t.put(keys::cluster_key(), cluster_id.encode_record());
         for (name, v) in [("node", 1u64), ("range", 1), ("replica", 1), ("table", 0)] {
-            t.put(keys::counter_key(name), admin::encode(&v));
+            t.put(keys::counter_key(name), v.encode_record());
         }
-        t.put(keys::node_key(1), admin::encode(&me));
-        t.put(keys::meta_key(&e), admin::encode(&desc));
+        t.put(keys::node_key(1), me.encode_record());
+        t.put(keys::meta_key(&e), desc.encode_record());
         t.commit().await.map_err(|e| e.to_string())?;
         tracing::info!(node = 1, cluster = %cluster_id, "cluster bootstrapped");
         Ok(())
@@ -274,7 +294,7 @@ impl Node {
         let node_id = allocate_ids(&me, "node", 1, deadline).await.map_err(sql_to_kv)?;
         let desc = NodeDescriptor { node_id, addr, http_addr, locality };
         let mut t = Txn::new(me.clone(), deadline, None);
-        t.put(keys::node_key(node_id), admin::encode(&desc));
+        t.put(keys::node_key(node_id), desc.encode_record());
         t.commit().await.map_err(sql_to_kv)?;
         self.learn_nodes(std::slice::from_ref(&desc));
         let mut nodes = self.router.nodes();
@@ -358,14 +378,14 @@ impl Node {
         let (s, e) = keys::node_span();
         let mut t = Txn::new(me.clone(), deadline, None);
         let rows = t.scan(&s, &e, 0).await?;
-        let nodes: Vec<NodeDescriptor> = rows.iter().filter_map(|(_, v)| admin::decode(v).ok()).collect();
+        let nodes: Vec<NodeDescriptor> = rows.iter().filter_map(|(_, v)| NodeDescriptor::decode_record(v).ok()).collect();
         self.learn_nodes(&nodes);
         if !*announced {
             // Record our current address and locality (they may change across restarts).
             let mine = nodes.iter().find(|n| n.node_id == self.node_id());
             if mine != Some(&self.descriptor()) {
                 let mut t = Txn::new(me.clone(), deadline, None);
-                t.put(keys::node_key(self.node_id()), admin::encode(&self.descriptor()));
+                t.put(keys::node_key(self.node_id()), self.descriptor().encode_record());
                 t.commit().await?;
             }
             *announced = true;
@@ -467,7 +487,7 @@ impl Node {
         let key = keys::meta_key(&desc.end_key);
         // A dropped table's meta record is gone: do not resurrect it.
         if desc.range_id == SYSTEM_RANGE_ID || t.get(&key).await?.is_some() {
-            t.put(key, admin::encode(&desc));
+            t.put(key, desc.encode_record());
             t.commit().await?;
         }
         Ok(())
@@ -495,6 +515,13 @@ impl Node {
             },
         }
     }
+}
+
+/// The id for microsecond `micros` on node `node` (see [`Node::unique_rowid`]).
+fn rowid(micros: u64, node: NodeId) -> i64 {
+    let raw = ((micros & ((1 << 51) - 1)) << 12) | (node & 0xfff);
+    // Reverse the low 63 bits: a bijection that keeps ids positive and spreads neighbours.
+    (raw.reverse_bits() >> 1) as i64
 }
 
 fn sql_to_kv(e: SqlError) -> KvError {
@@ -560,5 +587,30 @@ impl Node {
     /// Bootstraps this node as the first node of a new cluster (the demo's `init`).
     pub async fn bootstrap_for_demo(&self) -> Result<(), String> {
         self.bootstrap().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rowid;
+    use std::collections::HashSet;
+
+    #[test]
+    fn rowids_are_unique_positive_and_spread() {
+        let mut seen = HashSet::new();
+        let mut prev = 0;
+        let mut descents = 0;
+        for node in 1..=3 {
+            for micros in 1_000_000..1_002_000u64 {
+                let id = rowid(micros, node);
+                assert!(id > 0);
+                assert!(seen.insert(id), "duplicate id");
+                if id < prev {
+                    descents += 1;
+                }
+                prev = id;
+            }
+        }
+        assert!(descents > 1000, "consecutive ids must not be monotonic ({descents} descents)");
     }
 }

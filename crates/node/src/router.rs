@@ -11,6 +11,7 @@
 //!   that outcome is `Ambiguous` (40003), because the write may have committed.
 
 use crate::admin;
+use crate::records::SysRecord;
 use meridian_raft_glue::{Frame, NetError, Service, Transport};
 use meridian_range::Store;
 use meridian_types::keys::{self, KEY_MAX, TABLE_PREFIX};
@@ -123,7 +124,7 @@ impl Router {
             return Err(KvError::Internal("unexpected result".into()));
         };
         let desc = match rows.into_iter().next() {
-            Some((_, v)) => admin::decode::<RangeDescriptor>(&v)?,
+            Some((_, v)) => RangeDescriptor::decode_record(&v)?,
             None => return Err(KvError::RangeNotFound { range_id: 0 }),
         };
         if !desc.contains_key(key) {

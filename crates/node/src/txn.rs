@@ -15,6 +15,7 @@
 
 use crate::admin::{self, AdminRequest, AdminResponse};
 use crate::node::Node;
+use crate::records::SysRecord;
 use meridian_raft_glue::{Frame, Service, Transport};
 use meridian_sql::{DatabaseDesc, SqlError, TableDesc, TxnClient};
 use meridian_types::keys::{self, KEY_MAX};
@@ -111,18 +112,18 @@ impl Txn {
 
     // ---- catalog: one system-range transaction per operation ----
 
-    async fn sys_get<T: for<'a> serde::Deserialize<'a>>(&self, key: Vec<u8>) -> Result<Option<T>, SqlError> {
+    async fn sys_get<T: SysRecord>(&self, key: Vec<u8>) -> Result<Option<T>, SqlError> {
         let mut t = Txn::new(self.node.clone(), self.deadline, None);
         match t.get(&key).await? {
-            Some(b) => Ok(Some(admin::decode(&b)?)),
+            Some(b) => Ok(Some(T::decode_record(&b)?)),
             None => Ok(None),
         }
     }
 
-    async fn sys_scan<T: for<'a> serde::Deserialize<'a>>(&self, start: Vec<u8>, end: Vec<u8>) -> Result<Vec<T>, SqlError> {
+    async fn sys_scan<T: SysRecord>(&self, start: Vec<u8>, end: Vec<u8>) -> Result<Vec<T>, SqlError> {
         let mut t = Txn::new(self.node.clone(), self.deadline, None);
         let rows = t.scan(&start, &end, 0).await?;
-        rows.iter().map(|(_, v)| admin::decode(v).map_err(SqlError::Kv)).collect()
+        rows.iter().map(|(_, v)| T::decode_record(v).map_err(SqlError::Kv)).collect()
     }
 
     /// Runs `f` as a system-range transaction, retrying on conflicts until the deadline.
@@ -152,10 +153,10 @@ pub async fn allocate_ids(node: &Arc<Node>, counter: &str, n: u64, deadline: Ins
     loop {
         let mut t = Txn::new(node.clone(), deadline, None);
         let cur: u64 = match t.get(&key).await? {
-            Some(b) => admin::decode(&b)?,
+            Some(b) => u64::decode_record(&b)?,
             None => 0,
         };
-        t.put(key.clone(), admin::encode(&(cur + n)));
+        t.put(key.clone(), (cur + n).encode_record());
         match t.commit().await {
             Ok(_) => return Ok(cur + 1),
             Err(SqlError::Kv(e)) if e.is_txn_retryable() && Instant::now() < deadline => continue,
@@ -186,7 +187,7 @@ impl TxnClient for Txn {
                 if t.get(&key).await?.is_some() {
                     return Err(SqlError::user("42P04", format!("database \"{}\" already exists", desc.name)));
                 }
-                t.put(key, admin::encode(&desc));
+                t.put(key, desc.encode_record());
                 Ok(())
             })
         })
@@ -279,8 +280,8 @@ impl TxnClient for Txn {
                 if t.get(&keys::database_key(&tdesc.db)).await?.is_none() {
                     return Err(SqlError::user("3D000", format!("database \"{}\" does not exist", tdesc.db)));
                 }
-                t.put(key, admin::encode(&tdesc));
-                t.put(meta_key, admin::encode(&rdesc));
+                t.put(key, tdesc.encode_record());
+                t.put(meta_key, rdesc.encode_record());
                 Ok(())
             })
         })
@@ -330,6 +331,56 @@ impl TxnClient for Txn {
             }
         }
         Ok(())
+    }
+
+    async fn update_table(&mut self, expected_version: u64, desc: TableDesc) -> Result<(), SqlError> {
+        let key = keys::table_desc_key(&desc.db, &desc.name);
+        self.sys_txn(move |t| {
+            let (key, desc) = (key.clone(), desc.clone());
+            Box::pin(async move {
+                let cur = match t.get(&key).await? {
+                    Some(b) => TableDesc::decode_record(&b)?,
+                    None => return Err(SqlError::user("42P01", format!("relation \"{}\" does not exist", desc.name))),
+                };
+                if cur.id != desc.id || cur.version != expected_version {
+                    return Err(SqlError::user("40001", format!("table \"{}\" was changed concurrently; retry the statement", desc.name)));
+                }
+                t.put(key, desc.encode_record());
+                Ok(())
+            })
+        })
+        .await?;
+        self.node.catalog.clear();
+        Ok(())
+    }
+
+    async fn rename_table(&mut self, db: &str, old: &str, new: &str) -> Result<(), SqlError> {
+        let (old_key, new_key) = (keys::table_desc_key(db, old), keys::table_desc_key(db, new));
+        let (old, new) = (old.to_string(), new.to_string());
+        self.sys_txn(move |t| {
+            let (old_key, new_key, old, new) = (old_key.clone(), new_key.clone(), old.clone(), new.clone());
+            Box::pin(async move {
+                let mut desc = match t.get(&old_key).await? {
+                    Some(b) => TableDesc::decode_record(&b)?,
+                    None => return Err(SqlError::user("42P01", format!("relation \"{old}\" does not exist"))),
+                };
+                if t.get(&new_key).await?.is_some() {
+                    return Err(SqlError::user("42P07", format!("relation \"{new}\" already exists")));
+                }
+                desc.name = new;
+                desc.version += 1;
+                t.delete(old_key);
+                t.put(new_key, desc.encode_record());
+                Ok(())
+            })
+        })
+        .await?;
+        self.node.catalog.clear();
+        Ok(())
+    }
+
+    fn unique_rowid(&mut self) -> i64 {
+        self.node.unique_rowid()
     }
 
     async fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, SqlError> {

@@ -1,231 +1,436 @@
-//! Write statements: INSERT ... VALUES, UPDATE, DELETE.
+//! Write statements: INSERT (VALUES with DEFAULT, DEFAULT VALUES, SELECT; ON CONFLICT DO
+//! NOTHING / DO UPDATE with EXCLUDED; RETURNING), UPSERT (insert or replace by primary key),
+//! UPDATE (FROM, RETURNING), DELETE (USING, RETURNING).
 //!
-//! Invariants: values are coerced to their column's type (42804 / 22P02 on failure); NOT NULL is
-//! enforced (23502); a primary key may exist once (23505, checked with `txn.get` against storage
-//! and against the statement's own earlier rows). UPDATE evaluates every assignment against the
-//! old row; rows whose key changes are deleted first and re-inserted after, so `SET k = k + 1`
-//! over consecutive keys succeeds. Reads use the span plan of the WHERE clause.
-//! Not handled: INSERT ... SELECT, ON CONFLICT, RETURNING, UPDATE ... FROM, DELETE ... USING.
+//! Invariants: constraints are enforced by `write::Writer`; UPDATE evaluates assignments over
+//! the old row; rows whose primary key changes are deleted first and re-inserted after the
+//! scan, so `SET k = k + 1` over consecutive keys succeeds; a target row joined to several FROM
+//! rows is updated once. INSERT ... SELECT reads its whole source (bounded by the budget)
+//! before writing, so it never sees its own rows. RETURNING results are bounded by the budget.
+//! Not handled: ON CONFLICT ON CONSTRAINT, ORDER BY/LIMIT on UPDATE/DELETE, writable CTEs.
 
-use crate::catalog::TableDesc;
 use crate::datum::Datum;
-use crate::encoding::{encode_row, row_key};
+use crate::encoding::{decode_row, row_key};
 use crate::error::{SqlError, codes};
-use crate::exec::{Ctx, QueryResult, load_table, passes, read_rows};
-use crate::expr::{Compiler, Scalar, eval, ident_name};
-use crate::plan::plan_scan;
+use crate::eval::eval;
+use crate::exec::{Column, Ctx, QueryResult, load_table};
+use crate::expr::{Compiler, Scalar, ScopeCol, ident_name, table_scope, unsupported};
+use crate::from::{conjuncts, finalize, is_default, plan_from, push};
+use crate::query::{compile_full, plan_query};
+use crate::rel::{Meter, Rel, Row, bind_rowids};
 use crate::txn::TxnClient;
+use crate::write::Writer;
 use sqlparser::ast::{
-    AssignmentTarget, Delete, Expr, FromTable, Insert, ObjectName, SetExpr, TableFactor, TableObject, TableWithJoins, Update,
+    Assignment, AssignmentTarget, ConflictTarget, Delete, Expr, FromTable, Insert, ObjectName, OnConflictAction, OnInsert, SelectItem,
+    SetExpr, TableFactor, TableObject, TableWithJoins, Update, UpdateTableFromKind,
 };
-use sqlparser::dialect::PostgreSqlDialect;
-use sqlparser::parser::Parser;
 use std::collections::HashSet;
 
-fn unsupported(what: &str) -> SqlError {
-    SqlError::user(codes::UNSUPPORTED, format!("unsupported: {what}"))
-}
-
-fn column_of(table: &TableDesc, name: &ObjectName) -> Result<usize, SqlError> {
+fn column_of(w: &Writer, name: &ObjectName) -> Result<usize, SqlError> {
     let n = name.0.last().and_then(|p| p.as_ident()).map(ident_name).unwrap_or_default();
-    table
+    w.table
         .column_index(&n)
-        .ok_or_else(|| SqlError::user(codes::UNDEFINED_COLUMN, format!("column \"{n}\" of relation \"{}\" does not exist", table.name)))
+        .ok_or_else(|| SqlError::user(codes::UNDEFINED_COLUMN, format!("column \"{n}\" of relation \"{}\" does not exist", w.table.name)))
 }
 
-/// Checks NOT NULL constraints of a complete row.
-fn check_not_null(table: &TableDesc, row: &[Datum]) -> Result<(), SqlError> {
-    for (c, d) in table.columns.iter().zip(row) {
-        if !c.nullable && d.is_null() {
-            return Err(SqlError::user(
-                codes::NOT_NULL,
-                format!("null value in column \"{}\" of relation \"{}\" violates not-null constraint", c.name, table.name),
-            ));
+/// RETURNING: compiled projection and its output columns.
+struct Returning {
+    exprs: Vec<Scalar>,
+    columns: Vec<Column>,
+    rows: Vec<Vec<serde_json::Value>>,
+    meter: Meter,
+}
+
+impl Returning {
+    fn new(items: Option<&Vec<SelectItem>>, scope: &[ScopeCol], ctx: &Ctx<'_>) -> Result<Option<Returning>, SqlError> {
+        let Some(items) = items else {
+            return Ok(None);
+        };
+        let mut c = Compiler::new(scope.to_vec(), ctx.args, ctx.now);
+        let mut exprs = Vec::new();
+        let mut columns = Vec::new();
+        for item in items {
+            let (name, s) = match item {
+                SelectItem::UnnamedExpr(e) => (
+                    match e {
+                        Expr::Identifier(id) => ident_name(id),
+                        Expr::CompoundIdentifier(p) => p.last().map(ident_name).unwrap_or_default(),
+                        _ => "?column?".into(),
+                    },
+                    c.compile(e)?,
+                ),
+                SelectItem::ExprWithAlias { expr, alias } => (ident_name(alias), c.compile(expr)?),
+                SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => {
+                    for (i, col) in scope.iter().enumerate().filter(|(_, c)| !c.hidden) {
+                        exprs.push(Scalar::Col(i));
+                        columns.push(Column { name: col.name.clone(), ty: col.ty.map(|t| t.name()).unwrap_or("STRING").into() });
+                    }
+                    continue;
+                }
+                other => return Err(unsupported(format!("RETURNING item {other}"))),
+            };
+            if !c.subqueries.is_empty() {
+                return Err(unsupported("subqueries in RETURNING"));
+            }
+            columns.push(Column { name, ty: c.ty(&s).map(|t| t.name()).unwrap_or("STRING").into() });
+            exprs.push(s);
         }
+        Ok(Some(Returning { exprs, columns, rows: Vec::new(), meter: Meter::default() }))
     }
-    Ok(())
-}
 
-fn duplicate(table: &TableDesc) -> SqlError {
-    SqlError::user(codes::UNIQUE, format!("duplicate key value violates unique constraint \"{}\"", table.pkey_name()))
-}
-
-/// The single-table target of UPDATE / DELETE.
-fn single_table(t: &TableWithJoins) -> Result<&ObjectName, SqlError> {
-    if !t.joins.is_empty() {
-        return Err(unsupported("joins"));
-    }
-    match &t.relation {
-        TableFactor::Table { name, args: None, .. } => Ok(name),
-        _ => Err(unsupported("table expression")),
+    fn add(&mut self, row: &[Datum], ctx: &Ctx<'_>) -> Result<(), SqlError> {
+        let vals = self.exprs.iter().map(|e| eval(e, row, &[])).collect::<Result<Vec<_>, _>>()?;
+        self.meter.add(&vals, &ctx.budget, "RETURNING result")?;
+        self.rows.push(vals.iter().map(Datum::to_json).collect());
+        Ok(())
     }
 }
 
-pub(crate) async fn insert<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, ins: &Insert) -> Result<QueryResult, SqlError> {
-    if ins.on.is_some() || ins.returning.is_some() || !ins.assignments.is_empty() {
-        return Err(unsupported("INSERT with ON CONFLICT, RETURNING or SET"));
+fn finish(tag: &str, count: u64, ret: Option<Returning>) -> QueryResult {
+    match ret {
+        None => QueryResult::tag(tag, count),
+        Some(r) => QueryResult { columns: r.columns, rows: r.rows, rows_affected: count, tag: tag.into() },
+    }
+}
+
+/// ON CONFLICT DO UPDATE, compiled over (existing row ++ excluded row).
+struct DoUpdate {
+    sets: Vec<(usize, Scalar)>,
+    filter: Option<Scalar>,
+}
+
+fn compile_sets(w: &Writer, c: &mut Compiler<'_>, assignments: &[Assignment]) -> Result<Vec<(usize, Scalar)>, SqlError> {
+    let mut sets: Vec<(usize, Scalar)> = Vec::with_capacity(assignments.len());
+    for a in assignments {
+        let AssignmentTarget::ColumnName(name) = &a.target else {
+            return Err(unsupported("tuple assignment"));
+        };
+        let col = column_of(w, name)?;
+        if sets.iter().any(|(c, _)| *c == col) {
+            return Err(SqlError::user(codes::SYNTAX, format!("multiple assignments to same column \"{}\"", w.table.columns[col].name)));
+        }
+        let s = if is_default(&a.value) { Scalar::Lit(Datum::Null) } else { c.compile(&a.value)? };
+        sets.push((col, s));
+    }
+    Ok(sets)
+}
+
+pub(crate) async fn insert<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, ins: &Insert, upsert: bool) -> Result<QueryResult, SqlError> {
+    if !ins.assignments.is_empty() || ins.overwrite || ins.partitioned.is_some() {
+        return Err(unsupported("INSERT ... SET / OVERWRITE"));
     }
     let TableObject::TableName(name) = &ins.table else {
         return Err(unsupported("INSERT target"));
     };
-    let table = load_table(txn, ctx, name).await?;
+    let w = Writer::new(load_table(txn, ctx, name).await?, ctx)?;
+    let ncols = w.table.columns.len();
     let targets: Vec<usize> = if ins.columns.is_empty() {
-        (0..table.columns.len()).collect()
+        (0..ncols).collect()
     } else {
         let mut t = Vec::with_capacity(ins.columns.len());
         for c in &ins.columns {
-            let i = column_of(&table, c)?;
+            let n = c.0.last().and_then(|p| p.as_ident()).map(ident_name).unwrap_or_default();
+            let i = w.table.column_index(&n).ok_or_else(|| {
+                SqlError::user(codes::UNDEFINED_COLUMN, format!("column \"{n}\" of relation \"{}\" does not exist", w.table.name))
+            })?;
             if t.contains(&i) {
-                return Err(SqlError::user(
-                    codes::DUPLICATE_COLUMN,
-                    format!("column \"{}\" specified more than once", table.columns[i].name),
-                ));
+                return Err(SqlError::user(codes::DUPLICATE_COLUMN, format!("column \"{n}\" specified more than once")));
             }
             t.push(i);
         }
         t
     };
-    let Some(source) = &ins.source else {
-        return Err(unsupported("INSERT without VALUES"));
-    };
-    let SetExpr::Values(values) = &*source.body else {
-        return Err(unsupported("INSERT ... SELECT"));
-    };
-    if source.order_by.is_some() || source.limit_clause.is_some() || source.with.is_some() {
-        return Err(unsupported("INSERT ... VALUES with ORDER BY/LIMIT/WITH"));
-    }
-    // Defaults of the columns, compiled once.
-    let mut defaults: Vec<Option<Scalar>> = Vec::with_capacity(table.columns.len());
-    for c in &table.columns {
-        defaults.push(match &c.default {
-            None => None,
-            Some(text) => {
-                let e = Parser::new(&PostgreSqlDialect {})
-                    .try_with_sql(text)
-                    .and_then(|mut p| p.parse_expr())
-                    .map_err(|e| SqlError::user(codes::SYNTAX, format!("bad DEFAULT of \"{}\": {e}", c.name)))?;
-                Some(Compiler::new(&[], &[], ctx.now).compile(&e)?)
-            }
-        });
-    }
-    let mut compiler = Compiler::new(&[], ctx.args, ctx.now);
-    let mut seen = HashSet::new();
-    let mut rows = 0u64;
-    for values_row in &values.rows {
-        let exprs = &values_row.content;
-        // Without a column list, PostgreSQL fills the leading columns and defaults the rest.
-        let implicit_prefix = ins.columns.is_empty() && exprs.len() < targets.len();
-        if exprs.len() != targets.len() && !implicit_prefix {
-            let msg = if exprs.len() > targets.len() {
-                "INSERT has more expressions than target columns"
-            } else {
-                "INSERT has more target columns than expressions"
-            };
-            return Err(SqlError::user(codes::SYNTAX, msg));
+    let alias = ins.table_alias.as_ref().map(|a| ident_name(&a.alias));
+    let scope = table_scope(&w.table, alias.as_deref());
+    let mut ret = Returning::new(ins.returning.as_ref(), &scope, ctx)?;
+    // Conflict handling.
+    let mut do_nothing = false;
+    let mut do_update: Option<DoUpdate> = None;
+    match &ins.on {
+        None if upsert => {
+            let sets = targets.iter().filter(|i| !w.table.primary_key.contains(i)).map(|&i| (i, Scalar::Col(ncols + i))).collect();
+            do_update = Some(DoUpdate { sets, filter: None });
         }
-        let mut row: Vec<Option<Datum>> = vec![None; table.columns.len()];
-        for (&col, e) in targets.iter().zip(exprs) {
-            let is_default = matches!(e, Expr::Identifier(id) if id.quote_style.is_none() && id.value.eq_ignore_ascii_case("default"));
-            if !is_default {
-                let v = eval(&compiler.compile(e)?, &[], &[])?;
-                row[col] = Some(v.coerce_to(table.columns[col].ty, &table.columns[col].name)?);
+        None => {}
+        Some(OnInsert::OnConflict(oc)) => {
+            if let Some(ConflictTarget::OnConstraint(_)) = &oc.conflict_target {
+                return Err(unsupported("ON CONFLICT ON CONSTRAINT"));
+            }
+            if let Some(ConflictTarget::Columns(cols)) = &oc.conflict_target {
+                let mut ids: Vec<u32> = Vec::new();
+                for c in cols {
+                    let n = ident_name(c);
+                    let i = w
+                        .table
+                        .column_index(&n)
+                        .ok_or_else(|| SqlError::user(codes::UNDEFINED_COLUMN, format!("column \"{n}\" does not exist")))?;
+                    ids.push(w.table.columns[i].id);
+                }
+                ids.sort_unstable();
+                let mut pk: Vec<u32> = w.table.primary_key.iter().filter_map(|&i| w.table.columns.get(i).map(|c| c.id)).collect();
+                pk.sort_unstable();
+                let matches_unique = w.table.indexes.iter().any(|ix| {
+                    let mut c = ix.columns.clone();
+                    c.sort_unstable();
+                    ix.unique && c == ids
+                });
+                if ids != pk && !matches_unique {
+                    return Err(SqlError::user(
+                        "42P10",
+                        "there is no unique or exclusion constraint matching the ON CONFLICT specification",
+                    ));
+                }
+            }
+            match &oc.action {
+                OnConflictAction::DoNothing => do_nothing = true,
+                OnConflictAction::DoUpdate(du) => {
+                    if oc.conflict_target.is_none() {
+                        return Err(SqlError::user("42601", "ON CONFLICT DO UPDATE requires inference specification or constraint name"));
+                    }
+                    let mut s2 = scope.clone();
+                    s2.extend(table_scope(&w.table, Some("excluded")));
+                    let mut c = Compiler::new(s2, ctx.args, ctx.now);
+                    let sets = compile_sets(&w, &mut c, &du.assignments)?;
+                    let filter = du.selection.as_ref().map(|e| c.compile(e)).transpose()?;
+                    if !c.subqueries.is_empty() {
+                        return Err(unsupported("subqueries in ON CONFLICT"));
+                    }
+                    do_update = Some(DoUpdate { sets, filter });
+                }
             }
         }
-        let mut full = Vec::with_capacity(row.len());
+        Some(other) => return Err(unsupported(format!("{other}"))),
+    }
+    // Source rows: per target column, Some(value) or None for DEFAULT.
+    let mut source: Vec<Vec<Option<Datum>>> = Vec::new();
+    match &ins.source {
+        None => source.push(Vec::new()),
+        Some(q) => match &*q.body {
+            SetExpr::Values(values) if q.order_by.is_none() && q.limit_clause.is_none() && q.with.is_none() => {
+                let mut c = Compiler::new(Vec::new(), ctx.args, ctx.now);
+                for values_row in &values.rows {
+                    let exprs = &values_row.content;
+                    let implicit_prefix = ins.columns.is_empty() && exprs.len() < targets.len();
+                    if exprs.len() != targets.len() && !implicit_prefix {
+                        let msg = if exprs.len() > targets.len() {
+                            "INSERT has more expressions than target columns"
+                        } else {
+                            "INSERT has more target columns than expressions"
+                        };
+                        return Err(SqlError::user(codes::SYNTAX, msg));
+                    }
+                    let mut vals = Vec::with_capacity(exprs.len());
+                    for e in exprs {
+                        vals.push(if is_default(e) {
+                            None
+                        } else {
+                            let s = compile_full(txn, ctx, &mut c, e, &[]).await?;
+                            Some(eval(&bind_rowids(&s, txn), &[], &[])?)
+                        });
+                    }
+                    source.push(vals);
+                }
+            }
+            _ => {
+                let (mut rel, out) = plan_query(txn, ctx, q, &[]).await?;
+                if out.len() > targets.len() {
+                    return Err(SqlError::user(codes::SYNTAX, "INSERT has more expressions than target columns"));
+                }
+                if out.len() < targets.len() && !ins.columns.is_empty() {
+                    return Err(SqlError::user(codes::SYNTAX, "INSERT has more target columns than expressions"));
+                }
+                for r in rel.collect(txn, &ctx.budget, "INSERT source").await? {
+                    source.push(r.into_iter().map(Some).collect());
+                }
+            }
+        },
+    }
+    let mut count = 0u64;
+    for vals in source {
+        let mut row: Vec<Option<Datum>> = vec![None; ncols];
+        for (&col, v) in targets.iter().zip(vals) {
+            if let Some(v) = v {
+                row[col] = Some(w.coerce(col, v)?);
+            }
+        }
+        let mut full = Vec::with_capacity(ncols);
         for (i, v) in row.into_iter().enumerate() {
-            full.push(match (v, &defaults[i]) {
-                (Some(v), _) => v,
-                (None, Some(d)) => eval(d, &[], &[])?.coerce_to(table.columns[i].ty, &table.columns[i].name)?,
-                (None, None) => Datum::Null,
+            full.push(match v {
+                Some(v) => v,
+                None => w.default_value(txn, i)?,
             });
         }
-        check_not_null(&table, &full)?;
-        let key = row_key(&table, &full)?;
-        if !seen.insert(key.clone()) || txn.get(&key).await?.is_some() {
-            return Err(duplicate(&table));
+        w.validate(&full)?;
+        if (do_nothing || do_update.is_some())
+            && let Some((name, existing_key)) = w.find_conflict(txn, &full, None).await?
+        {
+            {
+                let Some(du) = &do_update else { continue };
+                if upsert && name != w.table.pkey_name() {
+                    return Err(SqlError::user(codes::UNIQUE, format!("duplicate key value violates unique constraint \"{name}\"")));
+                }
+                let Some(value) = txn.get(&existing_key).await? else { continue };
+                let old = decode_row(&w.table, &value)?;
+                let mut combined = old.clone();
+                combined.extend(full.iter().cloned());
+                if let Some(f) = &du.filter
+                    && !crate::rel::passes(f, &combined)?
+                {
+                    continue;
+                }
+                let mut new = old.clone();
+                for (col, s) in &du.sets {
+                    new[*col] = w.coerce(*col, eval(s, &combined, &[])?)?;
+                }
+                write_update(txn, &w, &old, &new).await?;
+                if let Some(r) = ret.as_mut() {
+                    r.add(&new, ctx)?;
+                }
+                count += 1;
+                continue;
+            }
         }
-        txn.put(key, encode_row(&table, &full));
-        rows += 1;
+        w.insert(txn, &full).await?;
+        if let Some(r) = ret.as_mut() {
+            r.add(&full, ctx)?;
+        }
+        count += 1;
     }
-    Ok(QueryResult::tag("INSERT", rows))
+    Ok(finish("INSERT", count, ret))
+}
+
+/// Updates one row, moving it if its primary key changed.
+async fn write_update<T: TxnClient>(txn: &mut T, w: &Writer, old: &[Datum], new: &[Datum]) -> Result<(), SqlError> {
+    if row_key(&w.table, old)? == row_key(&w.table, new)? {
+        w.update_in_place(txn, old, new).await
+    } else {
+        w.delete(txn, old)?;
+        w.insert(txn, new).await
+    }
+}
+
+/// Plans target ++ extra FROM tables with the WHERE clause pushed down.
+async fn plan_target<T: TxnClient>(
+    txn: &mut T,
+    ctx: &Ctx<'_>,
+    target: &TableWithJoins,
+    extra: &[TableWithJoins],
+    selection: Option<&Expr>,
+) -> Result<(Rel, Vec<ScopeCol>), SqlError> {
+    if !target.joins.is_empty() || !matches!(target.relation, TableFactor::Table { args: None, .. }) {
+        return Err(unsupported("joins in the target of UPDATE/DELETE"));
+    }
+    let mut all = vec![target.clone()];
+    all.extend(extra.iter().cloned());
+    let (mut rel, scope) = plan_from(txn, ctx, &all, &[]).await?;
+    let mut c_args = Compiler::new(scope.clone(), ctx.args, ctx.now);
+    if let Some(w) = selection {
+        let f = compile_full(txn, ctx, &mut c_args, w, &[]).await?;
+        let mut cs = Vec::new();
+        conjuncts(f, &mut cs);
+        let mut rest = None;
+        for p in cs {
+            if let Some(r) = push(&mut rel, p) {
+                rest = Some(crate::from::and(rest, r));
+            }
+        }
+        if let Some(r) = rest {
+            rel = Rel::Filter { input: Box::new(rel), pred: r };
+        }
+    }
+    let types: Vec<_> = scope.iter().map(|s| s.ty).collect();
+    finalize(&mut rel, &types)?;
+    Ok((rel, scope))
 }
 
 pub(crate) async fn update<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, up: &Update) -> Result<QueryResult, SqlError> {
-    if up.from.is_some() || up.returning.is_some() || !up.order_by.is_empty() || up.limit.is_some() {
-        return Err(unsupported("UPDATE with FROM, RETURNING, ORDER BY or LIMIT"));
+    if !up.order_by.is_empty() || up.limit.is_some() || up.or.is_some() {
+        return Err(unsupported("UPDATE with ORDER BY, LIMIT or OR"));
     }
-    let table = load_table(txn, ctx, single_table(&up.table)?).await?;
-    let mut compiler = Compiler::new(&table.columns, ctx.args, ctx.now);
-    compiler.table_names.push(table.name.clone());
-    if let TableFactor::Table { alias: Some(a), .. } = &up.table.relation {
-        compiler.table_names.push(ident_name(&a.name));
+    let TableFactor::Table { name, .. } = &up.table.relation else {
+        return Err(unsupported("UPDATE target"));
+    };
+    let w = Writer::new(load_table(txn, ctx, name).await?, ctx)?;
+    let from: Vec<TableWithJoins> = match &up.from {
+        None => Vec::new(),
+        Some(UpdateTableFromKind::AfterSet(f) | UpdateTableFromKind::BeforeSet(f)) => f.clone(),
+    };
+    let (mut rel, scope) = plan_target(txn, ctx, &up.table, &from, up.selection.as_ref()).await?;
+    let mut c = Compiler::new(scope.clone(), ctx.args, ctx.now);
+    let mut sets = compile_sets(&w, &mut c, &up.assignments)?;
+    {
+        let mut targets: Vec<&mut Scalar> = sets.iter_mut().map(|(_, s)| s).collect();
+        crate::query::resolve_subqueries(txn, ctx, &mut c, &mut targets, &[]).await?;
     }
-    let mut sets: Vec<(usize, Scalar)> = Vec::with_capacity(up.assignments.len());
-    for a in &up.assignments {
-        let AssignmentTarget::ColumnName(name) = &a.target else {
-            return Err(unsupported("tuple assignment"));
-        };
-        let col = column_of(&table, name)?;
-        if sets.iter().any(|(c, _)| *c == col) {
-            return Err(SqlError::user(codes::SYNTAX, format!("multiple assignments to same column \"{}\"", table.columns[col].name)));
-        }
-        sets.push((col, compiler.compile(&a.value)?));
-    }
-    let filter = up.selection.as_ref().map(|e| compiler.compile(e)).transpose()?;
-    let plan = plan_scan(&table, filter.as_ref())?;
-    let mut moved = Vec::new();
+    let defaults: Vec<bool> = up.assignments.iter().map(|a| is_default(&a.value)).collect();
+    let mut ret = Returning::new(up.returning.as_ref(), &scope, ctx)?;
+    let ncols = w.table.columns.len();
+    let mut moved: Vec<Row> = Vec::new();
+    let mut done: HashSet<Vec<u8>> = HashSet::new();
     let mut count = 0u64;
-    for (key, old) in read_rows(txn, &table, &plan, 0).await? {
-        if !passes(filter.as_ref(), &old)? {
-            continue;
-        }
-        let mut new = old.clone();
-        for (col, s) in &sets {
-            let c = &table.columns[*col];
-            new[*col] = eval(s, &old, &[])?.coerce_to(c.ty, &c.name)?;
-        }
-        check_not_null(&table, &new)?;
-        let new_key = row_key(&table, &new)?;
-        count += 1;
-        if new_key == key {
-            txn.put(key, encode_row(&table, &new));
-        } else {
-            txn.delete(key);
-            moved.push((new_key, new));
+    while let Some(rows) = rel.next(txn, &ctx.budget).await? {
+        for combined in rows {
+            let old: Row = combined[..ncols.min(combined.len())].to_vec();
+            let key = row_key(&w.table, &old)?;
+            if !from.is_empty() && !done.insert(key.clone()) {
+                continue;
+            }
+            let mut new = old.clone();
+            for ((col, s), is_def) in sets.iter().zip(&defaults) {
+                let v = if *is_def { w.default_value(txn, *col)? } else { eval(&bind_rowids(s, txn), &combined, &[])? };
+                new[*col] = w.coerce(*col, v)?;
+            }
+            count += 1;
+            if let Some(r) = ret.as_mut() {
+                let mut out = new.clone();
+                out.extend(combined.get(ncols..).unwrap_or_default().iter().cloned());
+                r.add(&out, ctx)?;
+            }
+            if row_key(&w.table, &new)? == key {
+                w.update_in_place(txn, &old, &new).await?;
+            } else {
+                w.validate(&new)?;
+                w.delete(txn, &old)?;
+                moved.push(new);
+            }
         }
     }
-    let mut seen = HashSet::new();
-    for (key, row) in moved {
-        if !seen.insert(key.clone()) || txn.get(&key).await?.is_some() {
-            return Err(duplicate(&table));
-        }
-        txn.put(key, encode_row(&table, &row));
+    for row in moved {
+        w.insert(txn, &row).await?;
     }
-    Ok(QueryResult::tag("UPDATE", count))
+    Ok(finish("UPDATE", count, ret))
 }
 
 pub(crate) async fn delete<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, del: &Delete) -> Result<QueryResult, SqlError> {
-    if del.using.is_some() || del.returning.is_some() || !del.order_by.is_empty() || del.limit.is_some() {
-        return Err(unsupported("DELETE with USING, RETURNING, ORDER BY or LIMIT"));
+    if !del.order_by.is_empty() || del.limit.is_some() || !del.tables.is_empty() {
+        return Err(unsupported("DELETE with ORDER BY, LIMIT or several targets"));
     }
     let (FromTable::WithFromKeyword(from) | FromTable::WithoutKeyword(from)) = &del.from;
     let [target] = from.as_slice() else {
         return Err(unsupported("DELETE from several tables"));
     };
-    let table = load_table(txn, ctx, single_table(target)?).await?;
-    let mut compiler = Compiler::new(&table.columns, ctx.args, ctx.now);
-    compiler.table_names.push(table.name.clone());
-    if let TableFactor::Table { alias: Some(a), .. } = &target.relation {
-        compiler.table_names.push(ident_name(&a.name));
-    }
-    let filter = del.selection.as_ref().map(|e| compiler.compile(e)).transpose()?;
-    let plan = plan_scan(&table, filter.as_ref())?;
+    let TableFactor::Table { name, .. } = &target.relation else {
+        return Err(unsupported("DELETE target"));
+    };
+    let w = Writer::new(load_table(txn, ctx, name).await?, ctx)?;
+    let using = del.using.clone().unwrap_or_default();
+    let (mut rel, scope) = plan_target(txn, ctx, target, &using, del.selection.as_ref()).await?;
+    let mut ret = Returning::new(del.returning.as_ref(), &scope, ctx)?;
+    let ncols = w.table.columns.len();
+    let mut done: HashSet<Vec<u8>> = HashSet::new();
     let mut count = 0u64;
-    for (key, row) in read_rows(txn, &table, &plan, 0).await? {
-        if passes(filter.as_ref(), &row)? {
-            txn.delete(key);
+    while let Some(rows) = rel.next(txn, &ctx.budget).await? {
+        for combined in rows {
+            let old = &combined[..ncols.min(combined.len())];
+            if !done.insert(row_key(&w.table, old)?) {
+                continue;
+            }
+            w.delete(txn, old)?;
+            if let Some(r) = ret.as_mut() {
+                r.add(&combined, ctx)?;
+            }
             count += 1;
         }
     }
-    Ok(QueryResult::tag("DELETE", count))
+    Ok(finish("DELETE", count, ret))
 }

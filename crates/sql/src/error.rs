@@ -40,7 +40,7 @@ impl From<KvError> for SqlError {
 }
 
 /// Shorthand for the common error codes.
-pub(crate) mod codes {
+pub mod codes {
     pub const SYNTAX: &str = "42601";
     pub const UNDEFINED_TABLE: &str = "42P01";
     pub const UNDEFINED_COLUMN: &str = "42703";
@@ -58,6 +58,18 @@ pub(crate) mod codes {
     pub const DUPLICATE_COLUMN: &str = "42701";
     pub const CANNOT_CAST: &str = "42846";
     pub const INVALID_TABLE_DEF: &str = "42P16";
+    pub const UNDEFINED_OBJECT: &str = "42704";
+    pub const STRING_TOO_LONG: &str = "22001";
+    pub const CHECK: &str = "23514";
+    pub const LIMIT: &str = "54000";
+    pub const AMBIGUOUS_COLUMN: &str = "42702";
+    pub const CARDINALITY: &str = "21000";
+    pub const DUPLICATE_TABLE: &str = "42P07";
+    pub const DATETIME: &str = "22008";
+    pub const INVALID_PARAM: &str = "22023";
+    pub const DUPLICATE_OBJECT: &str = "42710";
+    pub const DEPENDENT: &str = "2BP01";
+    pub const DUPLICATE_ALIAS: &str = "42712";
 }
 
 #[cfg(test)]

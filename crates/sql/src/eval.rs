@@ -4,11 +4,17 @@
 //! Kleene logic, AND/OR short-circuit); integer arithmetic is checked (22003 on overflow, 22012
 //! on division by zero, also for floats); operators on unsupported type pairs are 42883;
 //! non-boolean conditions are 42804. Never panics on any input.
-//! Not handled: LIKE ESCAPE clauses (backslash is the fixed escape), collations.
+//! Date/time arithmetic follows PostgreSQL (date ± int, date - date, timestamp ± interval,
+//! timestamp - timestamp); DECIMAL arithmetic is exact (division rounds to at least 16 places).
+//! Not handled: collations, jsonb operators other than `->`, `->>` and `||`.
 
 use crate::datum::Datum;
 use crate::error::{SqlError, codes};
-use crate::expr::{BinOp, Func, Scalar};
+use crate::expr::{BinOp, Scalar};
+use crate::func::eval_func;
+use crate::temporal;
+use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
 use std::cmp::Ordering;
 
 pub(crate) fn overflow() -> SqlError {
@@ -16,7 +22,7 @@ pub(crate) fn overflow() -> SqlError {
 }
 
 fn no_operator(op: &str, a: &Datum, b: &Datum) -> SqlError {
-    let n = |d: &Datum| d.ty().map(|t| t.name()).unwrap_or("NULL");
+    let n = |d: &Datum| d.type_name();
     SqlError::user(codes::UNDEFINED_FUNCTION, format!("operator does not exist: {} {op} {}", n(a), n(b)))
 }
 
@@ -46,6 +52,8 @@ pub fn eval(s: &Scalar, row: &[Datum], aggs: &[Datum]) -> Result<Datum, SqlError
             Datum::Null => Datum::Null,
             Datum::Int(i) => Datum::Int(i.checked_neg().ok_or_else(overflow)?),
             Datum::Float(f) => Datum::Float(-f),
+            Datum::Decimal(d) => Datum::Decimal(-d),
+            Datum::Interval(iv) => Datum::Interval(iv.checked_neg().ok_or_else(interval_range)?),
             other => return Err(no_operator("-", &Datum::Null, &other)),
         },
         Scalar::Not(e) => bool_or_null(truth(&eval(e, row, aggs)?, "NOT")?.map(|b| !b)),
@@ -73,6 +81,39 @@ pub fn eval(s: &Scalar, row: &[Datum], aggs: &[Datum]) -> Result<Datum, SqlError
         }
         Scalar::Bin(op, l, r) => binary(*op, eval(l, row, aggs)?, eval(r, row, aggs)?)?,
         Scalar::IsNull(e, negated) => Datum::Bool(eval(e, row, aggs)?.is_null() != *negated),
+        Scalar::IsBool(e, value, negated) => {
+            let t = truth(&eval(e, row, aggs)?, "IS TRUE")?;
+            Datum::Bool((t == Some(*value)) != *negated)
+        }
+        Scalar::IsDistinct(l, r, negated) => {
+            let (a, b) = (eval(l, row, aggs)?, eval(r, row, aggs)?);
+            let same = match (a.is_null(), b.is_null()) {
+                (true, true) => true,
+                (false, false) => compare(&a, &b, "IS DISTINCT FROM")? == Some(Ordering::Equal),
+                _ => false,
+            };
+            Datum::Bool(same == *negated)
+        }
+        Scalar::Case { operand, whens, otherwise } => {
+            let op = operand.as_ref().map(|o| eval(o, row, aggs)).transpose()?;
+            for (cond, result) in whens {
+                let c = eval(cond, row, aggs)?;
+                let hit = match &op {
+                    Some(o) => compare(o, &c, "=")? == Some(Ordering::Equal),
+                    None => truth(&c, "CASE")? == Some(true),
+                };
+                if hit {
+                    return eval(result, row, aggs);
+                }
+            }
+            match otherwise {
+                Some(o) => eval(o, row, aggs)?,
+                None => Datum::Null,
+            }
+        }
+        Scalar::Subquery(_) | Scalar::Exists(..) | Scalar::InSubquery(..) => {
+            return Err(SqlError::user(codes::UNSUPPORTED, "unsupported: subquery in this context"));
+        }
         Scalar::InList(x, list, negated) => {
             let x = eval(x, row, aggs)?;
             if x.is_null() {
@@ -102,7 +143,7 @@ pub fn eval(s: &Scalar, row: &[Datum], aggs: &[Datum]) -> Result<Datum, SqlError
             };
             bool_or_null(both.map(|b| b != *negated))
         }
-        Scalar::Like { expr, pattern, negated, ci } => match (eval(expr, row, aggs)?, eval(pattern, row, aggs)?) {
+        Scalar::Like { expr, pattern, negated, ci, escape } => match (eval(expr, row, aggs)?, eval(pattern, row, aggs)?) {
             (Datum::Null, _) | (_, Datum::Null) => Datum::Null,
             (Datum::String(s), Datum::String(p)) => {
                 let (s, p): (Vec<char>, Vec<char>) = if *ci {
@@ -110,12 +151,12 @@ pub fn eval(s: &Scalar, row: &[Datum], aggs: &[Datum]) -> Result<Datum, SqlError
                 } else {
                     (s.chars().collect(), p.chars().collect())
                 };
-                Datum::Bool(like(&s, &p) != *negated)
+                Datum::Bool(like(&s, &p, *escape) != *negated)
             }
             (a, b) => return Err(no_operator("LIKE", &a, &b)),
         },
-        Scalar::Cast(e, ty) => eval(e, row, aggs)?.cast(*ty)?,
-        Scalar::Func(f, args) => func(*f, args, row, aggs)?,
+        Scalar::Cast(e, spec) => eval(e, row, aggs)?.cast(spec.ty)?.conform(spec, true)?,
+        Scalar::Func(f, args) => eval_func(*f, args, row, aggs)?,
     })
 }
 
@@ -127,7 +168,7 @@ fn compare(a: &Datum, b: &Datum, op: &str) -> Result<Option<Ordering>, SqlError>
     a.compare(b).map(Some).ok_or_else(|| no_operator(op, a, b))
 }
 
-fn binary(op: BinOp, a: Datum, b: Datum) -> Result<Datum, SqlError> {
+pub(crate) fn binary(op: BinOp, a: Datum, b: Datum) -> Result<Datum, SqlError> {
     let cmp = |name: &str, f: fn(Ordering) -> bool| -> Result<Datum, SqlError> { Ok(bool_or_null(compare(&a, &b, name)?.map(f))) };
     match op {
         BinOp::Eq => return cmp("=", |o| o == Ordering::Equal),
@@ -149,13 +190,49 @@ fn binary(op: BinOp, a: Datum, b: Datum) -> Result<Datum, SqlError> {
         BinOp::Mod => "%",
         _ => "||",
     };
+    let div_zero = || SqlError::user(codes::DIV_ZERO, "division by zero");
     Ok(match (op, &a, &b) {
+        (BinOp::JsonGet | BinOp::JsonGetText, Datum::Json(j), key) => {
+            let v = match key {
+                Datum::String(k) => j.get(k.as_str()),
+                Datum::Int(i) => match j {
+                    serde_json::Value::Array(arr) => {
+                        let idx = if *i < 0 { arr.len() as i64 + i } else { *i };
+                        usize::try_from(idx).ok().and_then(|i| arr.get(i))
+                    }
+                    _ => None,
+                },
+                _ => return Err(no_operator(name, &a, &b)),
+            };
+            match (v, op) {
+                (None, _) => Datum::Null,
+                (Some(serde_json::Value::Null), BinOp::JsonGetText) => Datum::Null,
+                (Some(serde_json::Value::String(s)), BinOp::JsonGetText) => Datum::String(s.clone()),
+                (Some(v), BinOp::JsonGetText) => Datum::String(v.to_string()),
+                (Some(v), _) => Datum::Json(v.clone()),
+            }
+        }
+        (BinOp::JsonGet | BinOp::JsonGetText, _, _) => return Err(no_operator(name, &a, &b)),
         (BinOp::Concat, Datum::Bytes(x), Datum::Bytes(y)) => Datum::Bytes([x.as_slice(), y].concat()),
+        (BinOp::Concat, Datum::Json(x), Datum::Json(y)) => match (x, y) {
+            (serde_json::Value::Object(m1), serde_json::Value::Object(m2)) => {
+                let mut m = m1.clone();
+                m.extend(m2.clone());
+                Datum::Json(serde_json::Value::Object(m))
+            }
+            (x, y) => {
+                let as_vec = |v: &serde_json::Value| match v {
+                    serde_json::Value::Array(a) => a.clone(),
+                    other => vec![other.clone()],
+                };
+                Datum::Json(serde_json::Value::Array([as_vec(x), as_vec(y)].concat()))
+            }
+        },
         (BinOp::Concat, _, _) => Datum::String(a.to_text() + &b.to_text()),
-        (_, Datum::Int(x), Datum::Int(y)) => {
+        (_, Datum::Int(x), Datum::Int(y)) if op != BinOp::Pow => {
             let (x, y) = (*x, *y);
             if matches!(op, BinOp::Div | BinOp::Mod) && y == 0 {
-                return Err(SqlError::user(codes::DIV_ZERO, "division by zero"));
+                return Err(div_zero());
             }
             let r = match op {
                 BinOp::Add => x.checked_add(y),
@@ -166,21 +243,61 @@ fn binary(op: BinOp, a: Datum, b: Datum) -> Result<Datum, SqlError> {
             };
             Datum::Int(r.ok_or_else(overflow)?)
         }
-        (_, Datum::Int(_) | Datum::Float(_), Datum::Int(_) | Datum::Float(_)) => {
+        (_, Datum::Decimal(_) | Datum::Int(_), Datum::Decimal(_) | Datum::Int(_))
+            if !(op == BinOp::Pow && matches!((&a, &b), (Datum::Int(_), Datum::Int(_)))) =>
+        {
+            let dec = |d: &Datum| match d {
+                Datum::Int(i) => Decimal::from(*i),
+                Datum::Decimal(x) => *x,
+                _ => Decimal::ZERO,
+            };
+            let (x, y) = (dec(&a), dec(&b));
+            let over = || SqlError::user(codes::OUT_OF_RANGE, "value overflows numeric format");
+            if matches!(op, BinOp::Div | BinOp::Mod) && y.is_zero() {
+                return Err(div_zero());
+            }
+            Datum::Decimal(match op {
+                BinOp::Add => x.checked_add(y).ok_or_else(over)?,
+                BinOp::Sub => x.checked_sub(y).ok_or_else(over)?,
+                BinOp::Mul => x.checked_mul(y).ok_or_else(over)?,
+                BinOp::Div => {
+                    let q = x.checked_div(y).ok_or_else(over)?;
+                    let scale = x.scale().max(y.scale()).max(16);
+                    let mut r = q.round_dp(scale);
+                    if r.scale() < scale && r.mantissa().abs() < 10i128.pow(12) {
+                        r.rescale(scale);
+                    }
+                    r
+                }
+                BinOp::Mod => x.checked_rem(y).ok_or_else(over)?,
+                _ => {
+                    let p = rust_decimal::MathematicalOps::checked_powd(&x, y).ok_or_else(over)?;
+                    p.normalize()
+                }
+            })
+        }
+        (_, Datum::Int(_) | Datum::Float(_) | Datum::Decimal(_), Datum::Int(_) | Datum::Float(_) | Datum::Decimal(_)) => {
             let f = |d: &Datum| match d {
                 Datum::Int(i) => *i as f64,
                 Datum::Float(f) => *f,
+                Datum::Decimal(x) => x.to_f64().unwrap_or(f64::NAN),
                 _ => 0.0,
             };
             let (x, y) = (f(&a), f(&b));
             if matches!(op, BinOp::Div | BinOp::Mod) && y == 0.0 {
-                return Err(SqlError::user(codes::DIV_ZERO, "division by zero"));
+                return Err(div_zero());
             }
             let r = match op {
                 BinOp::Add => x + y,
                 BinOp::Sub => x - y,
                 BinOp::Mul => x * y,
                 BinOp::Div => x / y,
+                BinOp::Pow => {
+                    if x == 0.0 && y < 0.0 {
+                        return Err(SqlError::user("2201F", "zero raised to a negative power is undefined"));
+                    }
+                    x.powf(y)
+                }
                 _ => x % y,
             };
             if r.is_infinite() && x.is_finite() && y.is_finite() {
@@ -188,44 +305,62 @@ fn binary(op: BinOp, a: Datum, b: Datum) -> Result<Datum, SqlError> {
             }
             Datum::Float(r)
         }
-        _ => return Err(no_operator(name, &a, &b)),
+        _ => temporal_op(op, &a, &b).ok_or_else(|| no_operator(name, &a, &b))??,
     })
 }
 
-fn func(f: Func, args: &[Scalar], row: &[Datum], aggs: &[Datum]) -> Result<Datum, SqlError> {
-    if f == Func::Coalesce {
-        for a in args {
-            let v = eval(a, row, aggs)?;
-            if !v.is_null() {
-                return Ok(v);
-            }
+fn interval_range() -> SqlError {
+    SqlError::user(codes::DATETIME, "interval out of range")
+}
+
+fn ts_range() -> SqlError {
+    SqlError::user(codes::DATETIME, "timestamp out of range")
+}
+
+/// Date/time arithmetic; None when the operator does not exist for the types.
+fn temporal_op(op: BinOp, a: &Datum, b: &Datum) -> Option<Result<Datum, SqlError>> {
+    use Datum::*;
+    let shift = |us: i64, iv: &temporal::Interval, neg: bool| -> Result<i64, SqlError> {
+        let iv = if neg { iv.checked_neg().ok_or_else(interval_range)? } else { *iv };
+        temporal::add_interval(us, &iv).ok_or_else(ts_range)
+    };
+    let date = |d: i64| -> Result<Datum, SqlError> {
+        i32::try_from(d).map(Date).map_err(|_| SqlError::user(codes::DATETIME, "date out of range"))
+    };
+    Some(match (op, a, b) {
+        (BinOp::Add, Date(d), Int(n)) | (BinOp::Add, Int(n), Date(d)) => date(*d as i64 + n),
+        (BinOp::Sub, Date(d), Int(n)) => date(*d as i64 - n),
+        (BinOp::Sub, Date(x), Date(y)) => Ok(Int(*x as i64 - *y as i64)),
+        (BinOp::Add | BinOp::Sub, Date(d), Interval(iv)) => shift(*d as i64 * temporal::DAY_US, iv, op == BinOp::Sub).map(Timestamp),
+        (BinOp::Add, Interval(iv), Date(d)) => shift(*d as i64 * temporal::DAY_US, iv, false).map(Timestamp),
+        (BinOp::Add | BinOp::Sub, Timestamp(us), Interval(iv)) => shift(*us, iv, op == BinOp::Sub).map(Timestamp),
+        (BinOp::Add | BinOp::Sub, TimestampTz(us), Interval(iv)) => shift(*us, iv, op == BinOp::Sub).map(TimestampTz),
+        (BinOp::Add, Interval(iv), Timestamp(us)) => shift(*us, iv, false).map(Timestamp),
+        (BinOp::Add, Interval(iv), TimestampTz(us)) => shift(*us, iv, false).map(TimestampTz),
+        (BinOp::Sub, Timestamp(x) | TimestampTz(x), Timestamp(y) | TimestampTz(y)) => {
+            temporal::diff(*x, *y).map(Interval).ok_or_else(interval_range)
         }
-        return Ok(Datum::Null);
-    }
-    let v = match args.first() {
-        Some(a) => eval(a, row, aggs)?,
-        None => Datum::Null,
-    };
-    let bad = |v: &Datum| {
-        SqlError::user(
-            codes::UNDEFINED_FUNCTION,
-            format!("function {f:?}({}) does not exist", v.ty().map(|t| t.name()).unwrap_or("NULL")).to_lowercase(),
-        )
-    };
-    Ok(match (f, &v) {
-        (_, Datum::Null) => Datum::Null,
-        (Func::Lower, Datum::String(s)) => Datum::String(s.to_lowercase()),
-        (Func::Upper, Datum::String(s)) => Datum::String(s.to_uppercase()),
-        (Func::Length, Datum::String(s)) => Datum::Int(s.chars().count() as i64),
-        (Func::Length, Datum::Bytes(b)) => Datum::Int(b.len() as i64),
-        (Func::Abs, Datum::Int(i)) => Datum::Int(i.checked_abs().ok_or_else(overflow)?),
-        (Func::Abs, Datum::Float(x)) => Datum::Float(x.abs()),
-        _ => return Err(bad(&v)),
+        (BinOp::Add, Interval(x), Interval(y)) => x.checked_add(y).map(Interval).ok_or_else(interval_range),
+        (BinOp::Sub, Interval(x), Interval(y)) => y.checked_neg().and_then(|n| x.checked_add(&n)).map(Interval).ok_or_else(interval_range),
+        (BinOp::Mul | BinOp::Div, Interval(iv), n) | (BinOp::Mul, n @ (Int(_) | Float(_) | Decimal(_)), Interval(iv)) => {
+            let f = match n {
+                Int(i) => *i as f64,
+                Float(f) => *f,
+                Decimal(d) => d.to_f64().unwrap_or(f64::NAN),
+                _ => return None,
+            };
+            if op == BinOp::Div && f == 0.0 {
+                return Some(Err(SqlError::user(codes::DIV_ZERO, "division by zero")));
+            }
+            iv.mul(if op == BinOp::Div { 1.0 / f } else { f }).map(Interval).ok_or_else(interval_range)
+        }
+        _ => return None,
     })
 }
 
-/// SQL LIKE: `%` matches any run of characters, `_` exactly one, `\` escapes the next character.
-fn like(s: &[char], p: &[char]) -> bool {
+/// SQL LIKE: `%` matches any run of characters, `_` exactly one, the escape character (default
+/// backslash, none if `None`) makes the next character literal.
+fn like(s: &[char], p: &[char], escape: Option<char>) -> bool {
     enum Tok {
         Any,
         One,
@@ -235,7 +370,7 @@ fn like(s: &[char], p: &[char]) -> bool {
     let mut i = 0;
     while i < p.len() {
         match p[i] {
-            '\\' if i + 1 < p.len() => {
+            c if Some(c) == escape && i + 1 < p.len() => {
                 toks.push(Tok::Lit(p[i + 1]));
                 i += 1;
             }

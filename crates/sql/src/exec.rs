@@ -2,21 +2,23 @@
 //! entry), binds its `$n` arguments, and dispatches to DDL (`ddl`), writes (`dml`) or queries
 //! (`query`). Also holds the helpers they share: table-name resolution, row reading per plan.
 //!
-//! Supported: CREATE/DROP DATABASE, SHOW DATABASES, SHOW TABLES, CREATE/DROP TABLE, INSERT ...
-//! VALUES, SELECT (one table, WHERE, aggregates, GROUP BY, HAVING, ORDER BY, LIMIT/OFFSET,
-//! DISTINCT), UPDATE, DELETE. Argument count mismatches are 08P01.
-//! Invariants: execution stops at the first error; reads go through the span plan of `plan`.
-//! Not handled: transactions control statements (the node owns them), joins, subqueries.
+//! Supported: CREATE/DROP DATABASE, SHOW DATABASES/TABLES/COLUMNS/CREATE TABLE, CREATE/DROP
+//! TABLE (UNIQUE, CHECK, SERIAL), ALTER TABLE (ADD/DROP/RENAME COLUMN, RENAME TO), INSERT
+//! (VALUES, SELECT, DEFAULT VALUES, ON CONFLICT, RETURNING), UPSERT, UPDATE (FROM, RETURNING),
+//! DELETE (RETURNING), SELECT (joins, subqueries, set operations, CTEs), EXPLAIN.
+//! Argument count mismatches are 08P01.
+//! Invariants: execution stops at the first error; every result and buffered operator state is
+//! bounded by [`ExecOptions`] (54000 beyond it); reads go through the span plan of `plan`.
+//! Not handled: transactions control statements (the node owns them), CREATE INDEX, views.
 
 use crate::catalog::TableDesc;
 use crate::datum::Datum;
-use crate::encoding::decode_row;
 use crate::error::{SqlError, codes};
-use crate::expr::{Scalar, eval, ident_name, truth};
-use crate::plan::ScanPlan;
+use crate::expr::ident_name;
+use crate::rel::Budget;
 use crate::txn::TxnClient;
-use crate::{ddl, dml, query};
-use sqlparser::ast::{ObjectName, ObjectType, Statement};
+use crate::{alter, ddl, dml, explain, query, show};
+use sqlparser::ast::{ObjectName, ObjectType, ShowCreateObject, Statement};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, Tokenizer};
@@ -42,12 +44,28 @@ impl QueryResult {
     }
 }
 
+/// Limits on what one statement may return or buffer.
+#[derive(Clone, Debug)]
+pub struct ExecOptions {
+    /// Maximum rows in a result, and in any buffered intermediate state (sort, hash table, groups).
+    pub max_result_rows: usize,
+    /// Maximum (approximate) bytes of the same.
+    pub max_result_bytes: usize,
+}
+
+impl Default for ExecOptions {
+    fn default() -> Self {
+        ExecOptions { max_result_rows: 100_000, max_result_bytes: 64 << 20 }
+    }
+}
+
 /// Per-statement context.
 pub(crate) struct Ctx<'a> {
     pub db: &'a str,
     pub args: &'a [Datum],
     /// Statement time in microseconds since the epoch.
     pub now: i64,
+    pub budget: Budget,
 }
 
 /// Parses and runs each statement in order against `txn` in database `database` (may be empty:
@@ -57,13 +75,36 @@ pub async fn execute<T: TxnClient>(
     txn: &mut T,
     database: &str,
     statements: &[(String, Vec<serde_json::Value>)],
+    opts: &ExecOptions,
 ) -> Result<Vec<QueryResult>, SqlError> {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0);
+    let budget = Budget { max_rows: opts.max_result_rows, max_bytes: opts.max_result_bytes };
     let mut out = Vec::with_capacity(statements.len());
     for (sql, args) in statements {
-        out.push(execute_one(txn, database, sql, args, now).await?);
+        out.push(execute_one(txn, database, sql, args, now, &budget).await?);
     }
     Ok(out)
+}
+
+/// `UPSERT INTO t ...` is CockroachDB syntax sqlparser does not know: it becomes `INSERT INTO t
+/// ...` and is flagged so the insert replaces rows with the same primary key.
+fn strip_upsert(sql: &str) -> (std::borrow::Cow<'_, str>, bool) {
+    let trimmed = sql.trim_start();
+    if trimmed.len() >= 6 && trimmed.is_char_boundary(6) && trimmed[..6].eq_ignore_ascii_case("upsert") {
+        return (format!("INSERT{}", &trimmed[6..]).into(), true);
+    }
+    (sql.into(), false)
+}
+
+/// A parse error in PostgreSQL's words where possible (`syntax error at or near "x"`).
+fn syntax_error(e: sqlparser::parser::ParserError) -> SqlError {
+    let msg = e.to_string();
+    let found = msg.split(", found: ").nth(1).map(|rest| rest.split(" at Line").next().unwrap_or(rest).trim().to_string());
+    match found {
+        Some(tok) if tok == "EOF" => SqlError::user(codes::SYNTAX, "syntax error at end of input"),
+        Some(tok) => SqlError::user(codes::SYNTAX, format!("syntax error at or near \"{tok}\"")),
+        None => SqlError::user(codes::SYNTAX, msg.trim_start_matches("sql parser error: ").to_string()),
+    }
 }
 
 async fn execute_one<T: TxnClient>(
@@ -72,9 +113,12 @@ async fn execute_one<T: TxnClient>(
     sql: &str,
     json_args: &[serde_json::Value],
     now: i64,
+    budget: &Budget,
 ) -> Result<QueryResult, SqlError> {
     let dialect = PostgreSqlDialect {};
-    let mut stmts = Parser::parse_sql(&dialect, sql).map_err(|e| SqlError::user(codes::SYNTAX, e.to_string()))?;
+    let (sql_text, upsert) = strip_upsert(sql);
+    let sql: &str = &sql_text;
+    let mut stmts = Parser::parse_sql(&dialect, sql).map_err(syntax_error)?;
     if stmts.len() != 1 {
         let msg = if stmts.is_empty() { "empty statement" } else { "one statement per entry" };
         return Err(SqlError::user(codes::SYNTAX, msg));
@@ -87,13 +131,16 @@ async fn execute_one<T: TxnClient>(
         ));
     }
     let args = json_args.iter().map(Datum::from_json).collect::<Result<Vec<_>, _>>()?;
-    let ctx = Ctx { db: database, args: &args, now };
+    let ctx = Ctx { db: database, args: &args, now, budget: budget.clone() };
     let Some(stmt) = stmts.pop() else {
         return Err(SqlError::user(codes::SYNTAX, "empty statement"));
     };
+    if upsert && !matches!(stmt, Statement::Insert(_)) {
+        return Err(SqlError::user(codes::SYNTAX, "syntax error at or near \"UPSERT\""));
+    }
     match &stmt {
         Statement::Query(q) => query::select(txn, &ctx, q).await,
-        Statement::Insert(ins) => dml::insert(txn, &ctx, ins).await,
+        Statement::Insert(ins) => dml::insert(txn, &ctx, ins, upsert).await,
         Statement::Update(up) => dml::update(txn, &ctx, up).await,
         Statement::Delete(del) => dml::delete(txn, &ctx, del).await,
         Statement::CreateTable(ct) => ddl::create_table(txn, &ctx, ct).await,
@@ -102,6 +149,16 @@ async fn execute_one<T: TxnClient>(
         Statement::Drop { object_type: ObjectType::Database, if_exists, names, .. } => ddl::drop_databases(txn, names, *if_exists).await,
         Statement::ShowDatabases { .. } => ddl::show_databases(txn).await,
         Statement::ShowTables { .. } => ddl::show_tables(txn, &ctx).await,
+        Statement::ShowColumns { show_options, .. } => match show_options.show_in.as_ref().and_then(|s| s.parent_name.as_ref()) {
+            Some(name) => show::show_columns(txn, &ctx, name).await,
+            None => Err(SqlError::user(codes::SYNTAX, "SHOW COLUMNS requires FROM <table>")),
+        },
+        Statement::ShowCreate { obj_type: ShowCreateObject::Table, obj_name } => show::show_create(txn, &ctx, obj_name).await,
+        Statement::AlterTable(at) => alter::alter_table(txn, &ctx, at).await,
+        Statement::Explain { statement, analyze: false, .. } => match &**statement {
+            Statement::Query(q) => explain::explain(txn, &ctx, q).await,
+            _ => Err(SqlError::user(codes::UNSUPPORTED, "EXPLAIN supports queries only")),
+        },
         other => {
             let text = other.to_string();
             let head: String = text.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
@@ -150,32 +207,6 @@ pub(crate) async fn load_table<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, name: &
         return Err(SqlError::user(codes::UNDEFINED_DATABASE, format!("database \"{db}\" does not exist")));
     }
     Err(SqlError::user(codes::UNDEFINED_TABLE, format!("relation \"{t}\" does not exist")))
-}
-
-/// Reads the rows of `plan` (at most `limit`, 0 = all) as (key, row) pairs in key order.
-pub(crate) async fn read_rows<T: TxnClient>(
-    txn: &mut T,
-    table: &TableDesc,
-    plan: &ScanPlan,
-    limit: usize,
-) -> Result<Vec<(Vec<u8>, Vec<Datum>)>, SqlError> {
-    let kvs = match plan {
-        ScanPlan::Empty => Vec::new(),
-        ScanPlan::Point(k) => match txn.get(k).await? {
-            Some(v) => vec![(k.clone(), v)],
-            None => Vec::new(),
-        },
-        ScanPlan::Span { start, end } | ScanPlan::Full { start, end } => txn.scan(start, end, limit).await?,
-    };
-    kvs.into_iter().map(|(k, v)| Ok((k, decode_row(table, &v)?))).collect()
-}
-
-/// Whether a row passes an optional WHERE filter (NULL counts as false).
-pub(crate) fn passes(filter: Option<&Scalar>, row: &[Datum]) -> Result<bool, SqlError> {
-    match filter {
-        None => Ok(true),
-        Some(f) => Ok(truth(&eval(f, row, &[])?, "WHERE")? == Some(true)),
-    }
 }
 
 #[cfg(test)]

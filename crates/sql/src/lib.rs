@@ -7,8 +7,11 @@
 //!   [`SqlError::User`] with a SQLSTATE code; nothing derived from client input panics.
 //! - The row storage layout is owned by [`encoding`]; span planning by [`plan`].
 //!
-//! Not handled: joins, subqueries, secondary indexes, schema changes (ALTER), RETURNING,
-//! ON CONFLICT. See the module docs of [`exec`] for the exact SQL surface.
+//! Pipeline: `exec` parses and dispatches; `query`/`from` plan SELECTs into a [`rel::Rel`] tree
+//! (streaming operators, bounded by [`ExecOptions`]); `dml`, `ddl`, `alter`, `show` handle the
+//! other statements. See the module docs of [`exec`] for the exact SQL surface.
+//! Not handled: non-unique secondary indexes, foreign keys, window functions, recursive CTEs,
+//! correlated subqueries.
 
 pub mod catalog;
 pub mod datum;
@@ -17,18 +20,28 @@ pub mod error;
 pub mod eval;
 pub mod exec;
 pub mod expr;
+pub mod func;
 pub mod plan;
+pub mod rel;
+pub mod temporal;
 pub mod testing;
 pub mod txn;
 
+mod aggregate;
+mod alter;
 mod ddl;
 mod dml;
+mod explain;
+mod from;
+mod join;
 mod query;
+mod show;
+mod write;
 
-pub use catalog::{ColumnDesc, DatabaseDesc, SqlType, TableDesc};
+pub use catalog::{CheckDesc, ColumnDesc, DatabaseDesc, IndexDesc, SqlType, TableDesc};
 pub use datum::Datum;
 pub use error::SqlError;
-pub use exec::{Column, QueryResult, execute};
+pub use exec::{Column, ExecOptions, QueryResult, execute};
 pub use txn::TxnClient;
 
 #[cfg(test)]

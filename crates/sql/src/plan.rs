@@ -92,7 +92,7 @@ pub fn plan_scan(table: &TableDesc, filter: Option<&Scalar>) -> Result<ScanPlan,
         let Some(col_ty) = table.columns.get(col).map(|c| c.ty) else {
             break;
         };
-        let usable = |d: &Datum| d.is_null() || d.ty() == Some(col_ty);
+        let usable = |d: &Datum| d.is_null() || d.ty() == Some(col_ty.base());
         if let Some((_, d)) = cs.iter().filter_map(|c| col_cmp(c, col)).find(|(op, d)| *op == BinOp::Eq && usable(d)) {
             if d.is_null() {
                 return Ok(ScanPlan::Empty);
@@ -168,20 +168,15 @@ mod tests {
     use sqlparser::parser::Parser;
 
     fn table(pk: Vec<usize>) -> TableDesc {
-        let col = |id: u32, name: &str| ColumnDesc { id, name: name.into(), ty: SqlType::Int, nullable: true, default: None };
-        TableDesc {
-            id: 3,
-            db: "d".into(),
-            name: "t".into(),
-            columns: vec![col(1, "a"), col(2, "b"), col(3, "v")],
-            primary_key: pk,
-            next_column_id: 4,
-        }
+        let col = |id: u32, name: &str| ColumnDesc::new(id, name, SqlType::Int);
+        let mut t = TableDesc::new("d", "t", vec![col(1, "a"), col(2, "b"), col(3, "v")], pk);
+        t.id = 3;
+        t
     }
 
     fn plan(t: &TableDesc, filter: &str) -> ScanPlan {
         let e = Parser::new(&PostgreSqlDialect {}).try_with_sql(filter).unwrap().parse_expr().unwrap();
-        let s = Compiler::new(&t.columns, &[], 0).compile(&e).unwrap();
+        let s = Compiler::for_table(t, None, &[], 0).compile(&e).unwrap();
         plan_scan(t, Some(&s)).unwrap()
     }
 

@@ -1,282 +1,213 @@
-//! SELECT: one table (or none), WHERE, aggregates (count/sum/min/max/avg), GROUP BY, HAVING,
-//! DISTINCT, ORDER BY (expressions, output aliases, positions; NULLs last ascending), LIMIT and
-//! OFFSET. Output values are JSON (see `datum`); output types are inferred statically.
+//! Query planning: SELECT (expressions, aliases, WHERE, GROUP BY/HAVING with aggregates,
+//! DISTINCT, ORDER BY, LIMIT/OFFSET), VALUES, set operations (UNION/INTERSECT/EXCEPT [ALL]),
+//! non-recursive CTEs and uncorrelated subqueries, all into a [`Rel`] tree; and [`select`],
+//! which runs one and bounds its result by the statement's [`Budget`].
 //!
-//! Invariants: reads follow the span plan of the WHERE clause; LIMIT is pushed into the scan only
-//! when nothing (filter, grouping, sort, DISTINCT) can drop or reorder rows. In an aggregate query
-//! a column outside an aggregate must be a GROUP BY expression (42803).
-//! Not handled: joins, subqueries, set operations, window functions, CTEs, DISTINCT ON.
+//! Invariants: subqueries are planned and run to completion when the expression holding them
+//! is compiled (their results become literals); in an aggregate query a column outside an
+//! aggregate must be a GROUP BY expression (42803); output column types are inferred statically.
+//! Not handled: correlated subqueries, window functions, DISTINCT ON, recursive CTEs, FETCH.
 
-use crate::catalog::TableDesc;
+use crate::aggregate::AggNode;
+use crate::catalog::SqlType;
 use crate::datum::Datum;
-use crate::encoding::encode_key_datum;
 use crate::error::{SqlError, codes};
-use crate::exec::{Column, Ctx, QueryResult, load_table, passes, read_rows};
-use crate::expr::{AggFunc, AggSpec, Compiler, Scalar, eval, ident_name, truth};
-use crate::plan::{ScanPlan, plan_scan};
+use crate::exec::{Column, Ctx, QueryResult};
+use crate::expr::{AggSpec, Compiler, Scalar, ScopeCol, SubqKind, ident_name, unsupported};
+use crate::from::{conjuncts, finalize, plan_from, push};
+use crate::rel::{BoxFut, Meter, Rel, SetKind, SetNode, SortKey};
 use crate::txn::TxnClient;
 use sqlparser::ast::{
-    Distinct, Expr, GroupByExpr, LimitClause, OrderByKind, OrderBySort, Query, Select, SelectItem, SetExpr, TableFactor, Value,
+    Distinct, Expr, GroupByExpr, LimitClause, OrderBy, OrderByKind, OrderBySort, Query, Select, SelectItem, SetExpr, SetOperator,
+    SetQuantifier, Value,
 };
-use std::cmp::Ordering;
-use std::collections::HashMap;
 
-fn unsupported(what: &str) -> SqlError {
-    SqlError::user(codes::UNSUPPORTED, format!("unsupported: {what}"))
+/// A CTE visible to a query.
+#[derive(Clone, Debug)]
+pub struct Cte {
+    pub name: String,
+    pub columns: Vec<String>,
+    pub query: Query,
 }
 
-struct SortKey {
-    expr: Scalar,
-    desc: bool,
-    nulls_first: bool,
+/// Compiles an expression and runs the subqueries it contains, substituting their results.
+pub(crate) async fn compile_full<T: TxnClient>(
+    txn: &mut T,
+    ctx: &Ctx<'_>,
+    c: &mut Compiler<'_>,
+    e: &Expr,
+    ctes: &[Cte],
+) -> Result<Scalar, SqlError> {
+    let mut s = c.compile(e)?;
+    resolve_subqueries(txn, ctx, c, &mut [&mut s], ctes).await?;
+    Ok(s)
 }
 
-/// Column name PostgreSQL would give an unaliased select expression.
-fn output_name(e: &Expr) -> String {
-    match e {
-        Expr::Identifier(id) => ident_name(id),
-        Expr::CompoundIdentifier(parts) => parts.last().map(ident_name).unwrap_or_default(),
-        Expr::Function(f) => f.name.0.last().and_then(|p| p.as_ident()).map(ident_name).unwrap_or_default(),
-        Expr::Cast { expr, .. } | Expr::Nested(expr) => output_name(expr),
-        _ => "?column?".into(),
-    }
-}
-
-/// A byte encoding of datums that is equal iff the datums are (used for GROUP BY / DISTINCT).
-fn datums_key(ds: &[Datum]) -> Result<Vec<u8>, SqlError> {
-    let mut k = Vec::new();
-    for d in ds {
-        match d {
-            Datum::Null => k.push(0),
-            other => {
-                k.push(match other {
-                    Datum::Int(_) => 1,
-                    Datum::Float(_) => 2,
-                    Datum::String(_) => 3,
-                    Datum::Bool(_) => 4,
-                    Datum::Bytes(_) => 5,
-                    _ => 6,
-                });
-                encode_key_datum(&mut k, other)?;
-            }
-        }
-    }
-    Ok(k)
-}
-
-/// Rejects column references outside aggregates that are not GROUP BY expressions.
-fn check_grouped(s: &Scalar, group: &[Scalar], table: Option<&TableDesc>) -> Result<(), SqlError> {
-    if group.contains(s) {
+/// Runs the compiler's pending subqueries and substitutes them into `targets`.
+pub(crate) async fn resolve_subqueries<T: TxnClient>(
+    txn: &mut T,
+    ctx: &Ctx<'_>,
+    c: &mut Compiler<'_>,
+    targets: &mut [&mut Scalar],
+    ctes: &[Cte],
+) -> Result<(), SqlError> {
+    if c.subqueries.is_empty() {
         return Ok(());
     }
-    let rec = |x: &Scalar| check_grouped(x, group, table);
-    match s {
-        Scalar::Col(i) => {
-            let name = table.and_then(|t| t.columns.get(*i)).map(|c| c.name.as_str()).unwrap_or("?");
-            Err(SqlError::user(
-                codes::GROUPING,
-                format!("column \"{name}\" must appear in the GROUP BY clause or be used in an aggregate function"),
-            ))
+    let mut results: Vec<Vec<Datum>> = Vec::new();
+    for (q, kind) in std::mem::take(&mut c.subqueries) {
+        let (mut rel, scope) = plan_query(txn, ctx, &q, ctes).await?;
+        if kind != SubqKind::Exists && scope.len() != 1 {
+            return Err(SqlError::user(codes::SYNTAX, "subquery has too many columns"));
         }
-        Scalar::Lit(_) | Scalar::Agg(_) => Ok(()),
-        Scalar::Neg(e) | Scalar::Not(e) | Scalar::IsNull(e, _) | Scalar::Cast(e, _) => rec(e),
-        Scalar::Bin(_, l, r) => rec(l).and(rec(r)),
-        Scalar::Like { expr, pattern, .. } => rec(expr).and(rec(pattern)),
-        Scalar::Between(a, b, c, _) => rec(a).and(rec(b)).and(rec(c)),
-        Scalar::InList(x, list, _) => list.iter().try_for_each(rec).and(rec(x)),
-        Scalar::Func(_, args) => args.iter().try_for_each(rec),
-    }
-}
-
-enum Acc {
-    Count(i64),
-    Sum(Datum),
-    Min(Datum),
-    Max(Datum),
-    Avg(f64, i64),
-}
-
-impl Acc {
-    fn new(f: AggFunc) -> Acc {
-        match f {
-            AggFunc::CountStar | AggFunc::Count => Acc::Count(0),
-            AggFunc::Sum => Acc::Sum(Datum::Null),
-            AggFunc::Min => Acc::Min(Datum::Null),
-            AggFunc::Max => Acc::Max(Datum::Null),
-            AggFunc::Avg => Acc::Avg(0.0, 0),
-        }
-    }
-
-    fn add(&mut self, func: AggFunc, v: Datum) -> Result<(), SqlError> {
-        if func == AggFunc::CountStar {
-            if let Acc::Count(n) = self {
-                *n += 1;
+        let mut vals = Vec::new();
+        let mut meter = Meter::default();
+        while let Some(rows) = rel.next(txn, &ctx.budget).await? {
+            for r in rows {
+                meter.add(&r, &ctx.budget, "subquery result")?;
+                vals.push(r.into_iter().next().unwrap_or(Datum::Null));
+                if kind == SubqKind::Exists || (kind == SubqKind::Scalar && vals.len() > 1) {
+                    break;
+                }
             }
-            return Ok(());
+            if kind == SubqKind::Exists && !vals.is_empty() || kind == SubqKind::Scalar && vals.len() > 1 {
+                break;
+            }
         }
-        if v.is_null() {
-            return Ok(());
+        results.push(vals);
+    }
+    for t in targets.iter_mut() {
+        t.subst(&results)?;
+    }
+    Ok(())
+}
+
+/// Plans a query; returns the operator tree and its output columns.
+pub(crate) fn plan_query<'a, T: TxnClient>(
+    txn: &'a mut T,
+    ctx: &'a Ctx<'a>,
+    q: &'a Query,
+    outer: &'a [Cte],
+) -> BoxFut<'a, Result<(Rel, Vec<ScopeCol>), SqlError>> {
+    Box::pin(async move {
+        if q.fetch.is_some() || !q.pipe_operators.is_empty() || !q.locks.is_empty() {
+            return Err(unsupported("FETCH / FOR UPDATE / pipe operators"));
         }
-        let bad = |name: &str, v: &Datum| {
-            SqlError::user(
-                codes::UNDEFINED_FUNCTION,
-                format!("function {name}({}) does not exist", v.ty().map(|t| t.name()).unwrap_or("NULL")),
-            )
-        };
-        match self {
-            Acc::Count(n) => *n += 1,
-            Acc::Sum(s) => {
-                *s = match (&*s, &v) {
-                    (Datum::Null, Datum::Int(_) | Datum::Float(_)) => v,
-                    (Datum::Int(a), Datum::Int(b)) => {
-                        Datum::Int(a.checked_add(*b).ok_or_else(|| SqlError::user(codes::OUT_OF_RANGE, "integer out of range"))?)
+        let mut ctes: Vec<Cte> = outer.to_vec();
+        if let Some(w) = &q.with {
+            if w.recursive {
+                return Err(unsupported("WITH RECURSIVE"));
+            }
+            for c in &w.cte_tables {
+                ctes.push(Cte {
+                    name: ident_name(&c.alias.name),
+                    columns: c.alias.columns.iter().map(|c| ident_name(&c.name)).collect(),
+                    query: (*c.query).clone(),
+                });
+            }
+        }
+        let (limit, offset) = limits(ctx, q)?;
+        if let SetExpr::Select(sel) = &*q.body {
+            return plan_select(txn, ctx, sel, q.order_by.as_ref(), limit, offset, &ctes).await;
+        }
+        let (mut rel, scope) = plan_set_expr(txn, ctx, &q.body, &ctes).await?;
+        if let Some(ob) = &q.order_by {
+            let mut c = Compiler::new(scope.clone(), ctx.args, ctx.now);
+            let proj: Vec<(String, Scalar)> = scope.iter().enumerate().map(|(i, s)| (s.name.clone(), Scalar::Col(i))).collect();
+            let keys = order_keys(&mut c, ob, &proj, &[])?;
+            rel = Rel::Sort { input: Box::new(rel), keys, out: None };
+        }
+        if limit.is_some() || offset > 0 {
+            rel = Rel::Limit { input: Box::new(rel), limit, offset, seen: 0 };
+        }
+        Ok((rel, scope))
+    })
+}
+
+fn plan_set_expr<'a, T: TxnClient>(
+    txn: &'a mut T,
+    ctx: &'a Ctx<'a>,
+    body: &'a SetExpr,
+    ctes: &'a [Cte],
+) -> BoxFut<'a, Result<(Rel, Vec<ScopeCol>), SqlError>> {
+    Box::pin(async move {
+        match body {
+            SetExpr::Select(sel) => plan_select(txn, ctx, sel, None, None, 0, ctes).await,
+            SetExpr::Query(q) => plan_query(txn, ctx, q, ctes).await,
+            SetExpr::Values(v) => {
+                let mut c = Compiler::new(Vec::new(), ctx.args, ctx.now);
+                let mut rows = Vec::with_capacity(v.rows.len());
+                let width = v.rows.first().map(|r| r.len()).unwrap_or(0);
+                for r in &v.rows {
+                    if r.len() != width {
+                        return Err(SqlError::user(codes::SYNTAX, "VALUES lists must all be the same length"));
                     }
-                    (Datum::Float(a), Datum::Float(b)) => Datum::Float(a + b),
-                    (Datum::Int(a), Datum::Float(b)) | (Datum::Float(b), Datum::Int(a)) => Datum::Float(*a as f64 + b),
-                    _ => return Err(bad("sum", &v)),
+                    let mut vals = Vec::with_capacity(width);
+                    for e in r.iter() {
+                        vals.push(compile_full(txn, ctx, &mut c, e, ctes).await?);
+                    }
+                    rows.push(vals);
                 }
+                let scope = (0..width)
+                    .map(|i| {
+                        let ty = rows.iter().find_map(|r: &Vec<Scalar>| r.get(i).and_then(|s| c.ty(s)));
+                        ScopeCol::new(None, &format!("column{}", i + 1), ty)
+                    })
+                    .collect();
+                Ok((Rel::Values { rows, done: false }, scope))
             }
-            Acc::Min(m) | Acc::Max(m) => {
-                let is_min = matches!(func, AggFunc::Min);
-                let replace = match m.is_null() {
-                    true => true,
-                    false => match v.compare(m) {
-                        Some(o) => (o == Ordering::Less) == is_min && o != Ordering::Equal,
-                        None => return Err(bad(if is_min { "min" } else { "max" }, &v)),
-                    },
+            SetExpr::SetOperation { op, set_quantifier, left, right } => {
+                let kind = match op {
+                    SetOperator::Union => SetKind::Union,
+                    SetOperator::Intersect => SetKind::Intersect,
+                    SetOperator::Except | SetOperator::Minus => SetKind::Except,
                 };
-                if replace {
-                    *m = v;
+                let all = match set_quantifier {
+                    SetQuantifier::All => true,
+                    SetQuantifier::Distinct | SetQuantifier::None => false,
+                    other => return Err(unsupported(format!("set quantifier {other}"))),
+                };
+                let (l, mut lscope) = plan_set_expr(txn, ctx, left, ctes).await?;
+                let (r, rscope) = plan_set_expr(txn, ctx, right, ctes).await?;
+                if lscope.len() != rscope.len() {
+                    return Err(SqlError::user(codes::SYNTAX, format!("each {op} query must have the same number of columns")));
                 }
+                for (l, r) in lscope.iter_mut().zip(&rscope) {
+                    l.table = None;
+                    if l.ty.is_none() {
+                        l.ty = r.ty;
+                    }
+                }
+                let node = SetNode {
+                    kind,
+                    all,
+                    left: l,
+                    right: r,
+                    right_done: false,
+                    counts: None,
+                    seen: Default::default(),
+                    meter: Meter::default(),
+                    left_done: false,
+                };
+                Ok((Rel::SetOp(Box::new(node)), lscope))
             }
-            Acc::Avg(s, n) => match v {
-                Datum::Int(i) => {
-                    *s += i as f64;
-                    *n += 1;
-                }
-                Datum::Float(f) => {
-                    *s += f;
-                    *n += 1;
-                }
-                other => return Err(bad("avg", &other)),
-            },
+            other => Err(unsupported(format!("query {other}").chars().take(80).collect::<String>())),
         }
-        Ok(())
-    }
-
-    fn finish(self) -> Datum {
-        match self {
-            Acc::Count(n) => Datum::Int(n),
-            Acc::Sum(d) | Acc::Min(d) | Acc::Max(d) => d,
-            Acc::Avg(_, 0) => Datum::Null,
-            Acc::Avg(s, n) => Datum::Float(s / n as f64),
-        }
-    }
+    })
 }
 
 fn const_count(e: &Expr, ctx: &Ctx<'_>, what: &str) -> Result<Option<usize>, SqlError> {
-    let s = Compiler::new(&[], ctx.args, ctx.now).compile(e)?;
-    match eval(&s, &[], &[])? {
+    let s = Compiler::new(Vec::new(), ctx.args, ctx.now).compile(e)?;
+    match crate::eval::eval(&s, &[], &[])? {
         Datum::Null => Ok(None),
-        Datum::Int(n) if n >= 0 => Ok(Some(n as usize)),
+        Datum::Int(n) if n >= 0 => Ok(Some(usize::try_from(n).unwrap_or(usize::MAX))),
         Datum::Int(_) => Err(SqlError::user("2201W", format!("{what} must not be negative"))),
-        _ => Err(SqlError::user(codes::DATATYPE_MISMATCH, format!("argument of {what} must be type INT8"))),
+        _ => Err(SqlError::user(codes::DATATYPE_MISMATCH, format!("argument of {what} must be type bigint"))),
     }
 }
 
-pub(crate) async fn select<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, q: &Query) -> Result<QueryResult, SqlError> {
-    if q.with.is_some() || q.fetch.is_some() || !q.pipe_operators.is_empty() {
-        return Err(unsupported("WITH / FETCH / pipe operators"));
-    }
-    let SetExpr::Select(sel) = &*q.body else {
-        return Err(unsupported("set operations and VALUES queries"));
-    };
-    let sel: &Select = sel;
-    if matches!(sel.distinct, Some(Distinct::On(_))) || sel.top.is_some() || sel.into.is_some() {
-        return Err(unsupported("DISTINCT ON / TOP / INTO"));
-    }
-    if sel.qualify.is_some() || !sel.named_window.is_empty() || !sel.lateral_views.is_empty() {
-        return Err(unsupported("QUALIFY / WINDOW / LATERAL VIEW"));
-    }
-    let table = match sel.from.as_slice() {
-        [] => None,
-        [twj] => {
-            if !twj.joins.is_empty() {
-                return Err(unsupported("joins"));
-            }
-            let TableFactor::Table { name, alias, args: None, .. } = &twj.relation else {
-                return Err(unsupported("subqueries and table functions in FROM"));
-            };
-            Some((load_table(txn, ctx, name).await?, alias.as_ref().map(|a| ident_name(&a.name))))
-        }
-        _ => return Err(unsupported("joins")),
-    };
-    let columns = table.as_ref().map(|(t, _)| t.columns.as_slice()).unwrap_or(&[]);
-    let mut c = Compiler::new(columns, ctx.args, ctx.now);
-    if let Some((t, alias)) = &table {
-        c.table_names.push(t.name.clone());
-        c.table_names.extend(alias.clone());
-    }
-    let filter = sel.selection.as_ref().map(|e| c.compile(e)).transpose()?;
-    let group: Vec<Scalar> = match &sel.group_by {
-        GroupByExpr::Expressions(exprs, mods) if mods.is_empty() => exprs.iter().map(|e| c.compile(e)).collect::<Result<_, _>>()?,
-        _ => return Err(unsupported("GROUP BY ALL / modifiers")),
-    };
-    c.aggs = Some(Vec::new());
-    // Projection.
-    let mut proj: Vec<(String, Scalar)> = Vec::new();
-    for item in &sel.projection {
-        match item {
-            SelectItem::UnnamedExpr(e) => proj.push((output_name(e), c.compile(e)?)),
-            SelectItem::ExprWithAlias { expr, alias } => proj.push((ident_name(alias), c.compile(expr)?)),
-            SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => {
-                if table.is_none() {
-                    return Err(SqlError::user(codes::SYNTAX, "SELECT * with no tables specified is not valid"));
-                }
-                for (i, col) in columns.iter().enumerate() {
-                    proj.push((col.name.clone(), Scalar::Col(i)));
-                }
-            }
-            SelectItem::ExprWithAliases { .. } => return Err(unsupported("multiple aliases")),
-        }
-    }
-    let having = sel.having.as_ref().map(|e| c.compile(e)).transpose()?;
-    // ORDER BY: output positions, output aliases, or expressions.
-    let mut sort = Vec::new();
-    if let Some(ob) = &q.order_by {
-        let OrderByKind::Expressions(exprs) = &ob.kind else {
-            return Err(unsupported("ORDER BY ALL"));
-        };
-        for o in exprs {
-            let expr = match &o.expr {
-                Expr::Value(v) if matches!(v.value, Value::Number(..)) => {
-                    let n = match &v.value {
-                        Value::Number(n, _) => n.parse::<usize>().ok(),
-                        _ => None,
-                    };
-                    match n.and_then(|n| n.checked_sub(1)).and_then(|i| proj.get(i)) {
-                        Some((_, s)) => s.clone(),
-                        None => {
-                            return Err(SqlError::user("42P10", format!("ORDER BY position {} is not in select list", o.expr)));
-                        }
-                    }
-                }
-                Expr::Identifier(id)
-                    if columns.iter().all(|col| col.name != ident_name(id)) && proj.iter().any(|(n, _)| *n == ident_name(id)) =>
-                {
-                    let name = ident_name(id);
-                    proj.iter().find(|(n, _)| *n == name).map(|(_, s)| s.clone()).unwrap_or(Scalar::Lit(Datum::Null))
-                }
-                e => c.compile(e)?,
-            };
-            let desc = matches!(o.options.sort, Some(OrderBySort::Desc));
-            if matches!(o.options.sort, Some(OrderBySort::Using(_))) {
-                return Err(unsupported("ORDER BY USING"));
-            }
-            sort.push(SortKey { expr, desc, nulls_first: o.options.nulls_first.unwrap_or(desc) });
-        }
-    }
-    let (limit, offset) = match &q.limit_clause {
+fn limits(ctx: &Ctx<'_>, q: &Query) -> Result<(Option<usize>, usize), SqlError> {
+    Ok(match &q.limit_clause {
         None => (None, 0),
         Some(LimitClause::LimitOffset { limit, offset, limit_by }) => {
             if !limit_by.is_empty() {
@@ -289,135 +220,258 @@ pub(crate) async fn select<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, q: &Query) 
         Some(LimitClause::OffsetCommaLimit { offset, limit }) => {
             (const_count(limit, ctx, "LIMIT")?, const_count(offset, ctx, "OFFSET")?.unwrap_or(0))
         }
+    })
+}
+
+/// Column name PostgreSQL would give an unaliased select expression.
+fn output_name(e: &Expr) -> String {
+    match e {
+        Expr::Identifier(id) => ident_name(id),
+        Expr::CompoundIdentifier(parts) => parts.last().map(ident_name).unwrap_or_default(),
+        Expr::Function(f) => f.name.0.last().and_then(|p| p.as_ident()).map(ident_name).unwrap_or_default(),
+        Expr::Cast { expr, data_type, .. } => match &**expr {
+            Expr::Value(_) => data_type.to_string().to_lowercase().split('(').next().unwrap_or("").to_string(),
+            inner => output_name(inner),
+        },
+        Expr::Nested(expr) => output_name(expr),
+        Expr::Case { .. } => "case".into(),
+        Expr::Exists { .. } => "exists".into(),
+        Expr::Extract { .. } => "extract".into(),
+        Expr::Substring { .. } => "substring".into(),
+        Expr::Trim { .. } => "btrim".into(),
+        Expr::Position { .. } => "position".into(),
+        Expr::Ceil { .. } => "ceil".into(),
+        Expr::Floor { .. } => "floor".into(),
+        _ => "?column?".into(),
+    }
+}
+
+/// ORDER BY keys: output positions, output aliases, or expressions over the input scope.
+fn order_keys(c: &mut Compiler<'_>, ob: &OrderBy, proj: &[(String, Scalar)], input_names: &[String]) -> Result<Vec<SortKey>, SqlError> {
+    let OrderByKind::Expressions(exprs) = &ob.kind else {
+        return Err(unsupported("ORDER BY ALL"));
     };
+    let mut keys = Vec::new();
+    for o in exprs {
+        let expr = match &o.expr {
+            Expr::Value(v) if matches!(v.value, Value::Number(..)) => {
+                let n = match &v.value {
+                    Value::Number(n, _) => n.parse::<usize>().ok(),
+                    _ => None,
+                };
+                match n.and_then(|n| n.checked_sub(1)).and_then(|i| proj.get(i)) {
+                    Some((_, s)) => s.clone(),
+                    None => return Err(SqlError::user("42P10", format!("ORDER BY position {} is not in select list", o.expr))),
+                }
+            }
+            Expr::Identifier(id) if !input_names.contains(&ident_name(id)) && proj.iter().any(|(n, _)| *n == ident_name(id)) => {
+                let name = ident_name(id);
+                proj.iter().find(|(n, _)| *n == name).map(|(_, s)| s.clone()).unwrap_or(Scalar::Lit(Datum::Null))
+            }
+            e => c.compile(e)?,
+        };
+        if matches!(o.options.sort, Some(OrderBySort::Using(_))) {
+            return Err(unsupported("ORDER BY USING"));
+        }
+        let desc = matches!(o.options.sort, Some(OrderBySort::Desc));
+        keys.push(SortKey { expr, desc, nulls_first: o.options.nulls_first.unwrap_or(desc) });
+    }
+    Ok(keys)
+}
+
+/// Rejects column references outside aggregates that are not GROUP BY expressions.
+fn check_grouped(s: &Scalar, group: &[Scalar], scope: &[ScopeCol]) -> Result<(), SqlError> {
+    if group.contains(s) {
+        return Ok(());
+    }
+    if let Scalar::Col(i) = s {
+        let name = scope.get(*i).map(|c| c.name.as_str()).unwrap_or("?");
+        return Err(SqlError::user(
+            codes::GROUPING,
+            format!("column \"{name}\" must appear in the GROUP BY clause or be used in an aggregate function"),
+        ));
+    }
+    s.children().into_iter().try_for_each(|c| check_grouped(c, group, scope))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn plan_select<T: TxnClient>(
+    txn: &mut T,
+    ctx: &Ctx<'_>,
+    sel: &Select,
+    order_by: Option<&OrderBy>,
+    limit: Option<usize>,
+    offset: usize,
+    ctes: &[Cte],
+) -> Result<(Rel, Vec<ScopeCol>), SqlError> {
+    if matches!(sel.distinct, Some(Distinct::On(_))) || sel.top.is_some() || sel.into.is_some() {
+        return Err(unsupported("DISTINCT ON / TOP / INTO"));
+    }
+    if sel.qualify.is_some() || !sel.named_window.is_empty() || !sel.lateral_views.is_empty() {
+        return Err(unsupported("QUALIFY / WINDOW / LATERAL VIEW"));
+    }
+    let (mut rel, scope) =
+        if sel.from.is_empty() { (Rel::Unit { done: false }, Vec::new()) } else { plan_from(txn, ctx, &sel.from, ctes).await? };
+    let width = scope.len();
+    let mut c = Compiler::new(scope.clone(), ctx.args, ctx.now);
+    if let Some(w) = &sel.selection {
+        let filter = compile_full(txn, ctx, &mut c, w, ctes).await?;
+        let mut cs = Vec::new();
+        conjuncts(filter, &mut cs);
+        let mut rest = None;
+        for p in cs {
+            if let Some(r) = push(&mut rel, p) {
+                rest = Some(crate::from::and(rest, r));
+            }
+        }
+        if let Some(r) = rest {
+            rel = Rel::Filter { input: Box::new(rel), pred: r };
+        }
+    }
+    let types: Vec<Option<SqlType>> = scope.iter().map(|s| s.ty).collect();
+    finalize(&mut rel, &types)?;
+
+    c.aggs = Some(Vec::new());
+    let mut proj: Vec<(String, Scalar)> = Vec::new();
+    for item in &sel.projection {
+        match item {
+            SelectItem::UnnamedExpr(e) => proj.push((output_name(e), c.compile(e)?)),
+            SelectItem::ExprWithAlias { expr, alias } => proj.push((ident_name(alias), c.compile(expr)?)),
+            SelectItem::Wildcard(_) => {
+                if scope.is_empty() {
+                    return Err(SqlError::user(codes::SYNTAX, "SELECT * with no tables specified is not valid"));
+                }
+                for (i, col) in scope.iter().enumerate().filter(|(_, c)| !c.hidden) {
+                    proj.push((col.name.clone(), Scalar::Col(i)));
+                }
+            }
+            SelectItem::QualifiedWildcard(kind, _) => {
+                let t = kind.to_string().rsplit('.').next().unwrap_or("").trim_matches('"').to_lowercase();
+                let before = proj.len();
+                for (i, col) in scope.iter().enumerate().filter(|(_, c)| c.table.as_deref() == Some(t.as_str())) {
+                    proj.push((col.name.clone(), Scalar::Col(i)));
+                }
+                if proj.len() == before {
+                    return Err(SqlError::user(codes::UNDEFINED_TABLE, format!("missing FROM-clause entry for table \"{t}\"")));
+                }
+            }
+            SelectItem::ExprWithAliases { .. } => return Err(unsupported("multiple aliases")),
+        }
+    }
+    let aggs_so_far = c.aggs.take();
+    let mut group: Vec<Scalar> = Vec::new();
+    match &sel.group_by {
+        GroupByExpr::Expressions(exprs, mods) if mods.is_empty() => {
+            for e in exprs {
+                let s = match e {
+                    Expr::Value(v) if matches!(v.value, Value::Number(..)) => {
+                        let n = match &v.value {
+                            Value::Number(n, _) => n.parse::<usize>().ok(),
+                            _ => None,
+                        };
+                        match n.and_then(|n| n.checked_sub(1)).and_then(|i| proj.get(i)) {
+                            Some((_, s)) => s.clone(),
+                            None => return Err(SqlError::user("42P10", format!("GROUP BY position {e} is not in select list"))),
+                        }
+                    }
+                    Expr::Identifier(id)
+                        if scope.iter().all(|s| s.name != ident_name(id)) && proj.iter().any(|(n, _)| *n == ident_name(id)) =>
+                    {
+                        proj.iter().find(|(n, _)| *n == ident_name(id)).map(|(_, s)| s.clone()).unwrap_or(Scalar::Lit(Datum::Null))
+                    }
+                    e => c.compile(e)?,
+                };
+                group.push(s);
+            }
+        }
+        _ => return Err(unsupported("GROUP BY ALL / modifiers")),
+    }
+    c.aggs = aggs_so_far;
+    let mut having = sel.having.as_ref().map(|e| c.compile(e)).transpose()?;
+    let input_names: Vec<String> = scope.iter().map(|s| s.name.clone()).collect();
+    let mut sort = match order_by {
+        Some(ob) => order_keys(&mut c, ob, &proj, &input_names)?,
+        None => Vec::new(),
+    };
+    {
+        let mut targets: Vec<&mut Scalar> = proj.iter_mut().map(|(_, s)| s).collect();
+        targets.extend(group.iter_mut());
+        targets.extend(having.iter_mut());
+        targets.extend(sort.iter_mut().map(|k| &mut k.expr));
+        resolve_subqueries(txn, ctx, &mut c, &mut targets, ctes).await?;
+    }
     let aggs: Vec<AggSpec> = c.aggs.clone().unwrap_or_default();
     let grouped = !aggs.is_empty() || !group.is_empty() || having.is_some();
     let distinct = matches!(sel.distinct, Some(Distinct::Distinct));
+    let out_scope: Vec<ScopeCol> = proj.iter().map(|(n, s)| ScopeCol::new(None, n, c.ty(s))).collect();
     if grouped {
-        let t = table.as_ref().map(|(t, _)| t);
         for s in proj.iter().map(|(_, s)| s).chain(sort.iter().map(|k| &k.expr)).chain(having.iter()) {
-            check_grouped(s, &group, t)?;
+            check_grouped(s, &group, &scope)?;
+        }
+        let to_col = |s: &mut Scalar| {
+            s.walk_mut(&mut |n| {
+                if let Scalar::Agg(i) = n {
+                    *n = Scalar::Col(width + *i);
+                }
+            })
+        };
+        proj.iter_mut().for_each(|(_, s)| to_col(s));
+        sort.iter_mut().for_each(|k| to_col(&mut k.expr));
+        if let Some(h) = having.as_mut() {
+            to_col(h);
+        }
+        rel = Rel::Agg(Box::new(AggNode { input: rel, width, group, aggs, out: None }));
+        if let Some(h) = having {
+            rel = Rel::Filter { input: Box::new(rel), pred: h };
         }
     }
-    let out_columns: Vec<Column> =
-        proj.iter().map(|(n, s)| Column { name: n.clone(), ty: c.ty(s).map(|t| t.name()).unwrap_or("STRING").to_string() }).collect();
-
-    // Input rows.
-    let rows: Vec<Vec<Datum>> = match &table {
-        None => {
-            if passes(filter.as_ref(), &[])? {
-                vec![Vec::new()]
-            } else {
-                Vec::new()
-            }
-        }
-        Some((t, _)) => {
-            let plan = plan_scan(t, filter.as_ref())?;
-            let pushdown = !grouped && sort.is_empty() && filter.is_none() && !distinct;
-            let scan_limit = match (pushdown, limit, &plan) {
-                (true, Some(l), ScanPlan::Span { .. } | ScanPlan::Full { .. }) => l.saturating_add(offset).max(1),
-                _ => 0,
-            };
-            let mut out = Vec::new();
-            for (_, row) in read_rows(txn, t, &plan, scan_limit).await? {
-                if passes(filter.as_ref(), &row)? {
-                    out.push(row);
-                }
-            }
-            out
-        }
-    };
-
-    // (sort keys, output row) per result row.
-    let mut results: Vec<(Vec<Datum>, Vec<Datum>)> = Vec::new();
-    let mut emit = |row: &[Datum], agg_vals: &[Datum]| -> Result<(), SqlError> {
-        if let Some(h) = &having
-            && truth(&eval(h, row, agg_vals)?, "HAVING")? != Some(true)
-        {
-            return Ok(());
-        }
-        let keys = sort.iter().map(|k| eval(&k.expr, row, agg_vals)).collect::<Result<Vec<_>, _>>()?;
-        let out = proj.iter().map(|(_, s)| eval(s, row, agg_vals)).collect::<Result<Vec<_>, _>>()?;
-        results.push((keys, out));
-        Ok(())
-    };
-    if grouped {
-        let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
-        let mut groups: Vec<(Vec<Datum>, Vec<Acc>)> = Vec::new();
-        if group.is_empty() {
-            groups.push((vec![Datum::Null; columns.len()], aggs.iter().map(|a| Acc::new(a.func)).collect()));
-            index.insert(Vec::new(), 0);
-        }
-        for row in rows {
-            let gk = datums_key(&group.iter().map(|g| eval(g, &row, &[])).collect::<Result<Vec<_>, _>>()?)?;
-            let gi = match index.get(&gk) {
-                Some(i) => *i,
-                None => {
-                    groups.push((row.clone(), aggs.iter().map(|a| Acc::new(a.func)).collect()));
-                    index.insert(gk, groups.len() - 1);
-                    groups.len() - 1
-                }
-            };
-            for (acc, spec) in groups[gi].1.iter_mut().zip(&aggs) {
-                let v = match &spec.arg {
-                    Some(a) => eval(a, &row, &[])?,
-                    None => Datum::Null,
-                };
-                acc.add(spec.func, v)?;
-            }
-        }
-        for (rep, accs) in groups {
-            let vals: Vec<Datum> = accs.into_iter().map(Acc::finish).collect();
-            emit(&rep, &vals)?;
-        }
-    } else {
-        for row in &rows {
-            emit(row, &[])?;
-        }
-    }
-    if !sort.is_empty() {
-        results.sort_by(|(a, _), (b, _)| {
-            for (k, (x, y)) in sort.iter().zip(a.iter().zip(b)) {
-                let o = match (x.is_null(), y.is_null()) {
-                    (true, true) => Ordering::Equal,
-                    (true, false) => {
-                        if k.nulls_first {
-                            Ordering::Less
-                        } else {
-                            Ordering::Greater
-                        }
-                    }
-                    (false, true) => {
-                        if k.nulls_first {
-                            Ordering::Greater
-                        } else {
-                            Ordering::Less
-                        }
-                    }
-                    (false, false) => {
-                        let o = x.sort_cmp(y);
-                        if k.desc { o.reverse() } else { o }
-                    }
-                };
-                if o != Ordering::Equal {
-                    return o;
-                }
-            }
-            Ordering::Equal
-        });
-    }
-    let mut out_rows: Vec<Vec<Datum>> = results.into_iter().map(|(_, r)| r).collect();
+    let n = proj.len();
     if distinct {
-        let mut seen = std::collections::HashSet::new();
-        let mut kept = Vec::with_capacity(out_rows.len());
-        for r in out_rows {
-            if seen.insert(datums_key(&r)?) {
-                kept.push(r);
+        for k in &mut sort {
+            match proj.iter().position(|(_, s)| *s == k.expr) {
+                Some(i) => k.expr = Scalar::Col(i),
+                None => return Err(SqlError::user("42P10", "for SELECT DISTINCT, ORDER BY expressions must appear in select list")),
             }
         }
-        out_rows = kept;
+        rel = Rel::Project { input: Box::new(rel), exprs: proj.into_iter().map(|(_, s)| s).collect() };
+        rel = Rel::Distinct { input: Box::new(rel), width: n, seen: Default::default(), meter: Meter::default() };
+        if !sort.is_empty() {
+            rel = Rel::Sort { input: Box::new(rel), keys: sort, out: None };
+        }
+    } else if sort.is_empty() {
+        rel = Rel::Project { input: Box::new(rel), exprs: proj.into_iter().map(|(_, s)| s).collect() };
+    } else {
+        // Project the sort keys as hidden trailing columns, sort, then drop them.
+        let mut exprs: Vec<Scalar> = proj.into_iter().map(|(_, s)| s).collect();
+        for (i, k) in sort.iter_mut().enumerate() {
+            exprs.push(std::mem::replace(&mut k.expr, Scalar::Col(n + i)));
+        }
+        rel = Rel::Project { input: Box::new(rel), exprs };
+        rel = Rel::Sort { input: Box::new(rel), keys: sort, out: None };
+        if limit.is_some() || offset > 0 {
+            rel = Rel::Limit { input: Box::new(rel), limit, offset, seen: 0 };
+        }
+        rel = Rel::Project { input: Box::new(rel), exprs: (0..n).map(Scalar::Col).collect() };
+        return Ok((rel, out_scope));
     }
-    let rows_json: Vec<Vec<serde_json::Value>> =
-        out_rows.into_iter().skip(offset).take(limit.unwrap_or(usize::MAX)).map(|r| r.iter().map(Datum::to_json).collect()).collect();
-    Ok(QueryResult { columns: out_columns, rows_affected: rows_json.len() as u64, rows: rows_json, tag: "SELECT".into() })
+    if limit.is_some() || offset > 0 {
+        rel = Rel::Limit { input: Box::new(rel), limit, offset, seen: 0 };
+    }
+    Ok((rel, out_scope))
+}
+
+/// Runs a query and returns its rows as JSON, bounded by the statement's budget.
+pub(crate) async fn select<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, q: &Query) -> Result<QueryResult, SqlError> {
+    let (mut rel, scope) = plan_query(txn, ctx, q, &[]).await?;
+    let mut rows = Vec::new();
+    let mut meter = Meter::default();
+    while let Some(batch) = rel.next(txn, &ctx.budget).await? {
+        for r in batch {
+            meter.add(&r, &ctx.budget, "query result")?;
+            rows.push(r.iter().map(Datum::to_json).collect::<Vec<_>>());
+        }
+    }
+    let columns =
+        scope.iter().map(|s| Column { name: s.name.clone(), ty: s.ty.map(|t| t.name()).unwrap_or("STRING").to_string() }).collect();
+    Ok(QueryResult { columns, rows_affected: rows.len() as u64, rows, tag: "SELECT".into() })
 }

@@ -20,6 +20,8 @@ pub struct MemTxn {
     pub gets: usize,
     /// Number of `scan` calls so far.
     pub scans: usize,
+    /// Counter behind `unique_rowid`.
+    pub next_rowid: u64,
 }
 
 impl MemTxn {
@@ -100,6 +102,37 @@ impl TxnClient for MemTxn {
             }
             None => Err(SqlError::user("42P01", format!("relation \"{name}\" does not exist"))),
         }
+    }
+
+    async fn update_table(&mut self, expected_version: u64, desc: TableDesc) -> Result<(), SqlError> {
+        let key = (desc.db.clone(), desc.name.clone());
+        let Some(cur) = self.tables.get(&key) else {
+            return Err(SqlError::user("42P01", format!("relation \"{}\" does not exist", desc.name)));
+        };
+        if cur.version != expected_version || desc.version != expected_version + 1 || cur.id != desc.id {
+            return Err(SqlError::user("40001", "table descriptor changed concurrently"));
+        }
+        self.tables.insert(key, desc);
+        Ok(())
+    }
+
+    async fn rename_table(&mut self, db: &str, old: &str, new: &str) -> Result<(), SqlError> {
+        if self.tables.contains_key(&(db.to_string(), new.to_string())) {
+            return Err(SqlError::user("42P07", format!("relation \"{new}\" already exists")));
+        }
+        let Some(mut t) = self.tables.remove(&(db.to_string(), old.to_string())) else {
+            return Err(SqlError::user("42P01", format!("relation \"{old}\" does not exist")));
+        };
+        t.name = new.to_string();
+        t.version += 1;
+        self.tables.insert((db.to_string(), new.to_string()), t);
+        Ok(())
+    }
+
+    fn unique_rowid(&mut self) -> i64 {
+        // Bit reversal of a counter: injective below 2^63, positive, and scattered.
+        self.next_rowid += 1;
+        (self.next_rowid.reverse_bits() >> 1) as i64
     }
 
     async fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, SqlError> {

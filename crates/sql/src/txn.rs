@@ -22,6 +22,15 @@ pub trait TxnClient: Send {
     /// stores the descriptor and returns it. Errors with 42P07 if it exists.
     fn create_table(&mut self, desc: TableDesc) -> impl Future<Output = Result<TableDesc, SqlError>> + Send;
     fn drop_table(&mut self, db: &str, name: &str) -> impl Future<Output = Result<(), SqlError>> + Send;
+    /// Replaces a table's descriptor (ALTER TABLE ...). The stored descriptor must still have
+    /// version `expected_version`; `desc.version` must be expected_version + 1. Errors: 42P01 if the
+    /// table is gone, 40001 if the version changed meanwhile.
+    fn update_table(&mut self, expected_version: u64, desc: TableDesc) -> impl Future<Output = Result<(), SqlError>> + Send;
+    /// ALTER TABLE old RENAME TO new. 42P07 if `new` exists, 42P01 if `old` does not.
+    fn rename_table(&mut self, db: &str, old: &str, new: &str) -> impl Future<Output = Result<(), SqlError>> + Send;
+    /// A cluster-unique 64-bit id for SERIAL columns and unique_rowid(): positive, never repeated,
+    /// and deliberately not monotonic (so inserts do not all land at the end of the key space).
+    fn unique_rowid(&mut self) -> i64;
     // --- data, transactional ---
     fn get(&mut self, key: &[u8]) -> impl Future<Output = Result<Option<Vec<u8>>, SqlError>> + Send;
     /// Rows of [start, end) in key order, at most `limit` (0 = no limit).
