@@ -55,8 +55,10 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum WorkloadKind {
-    /// Inserts of new keys and point reads on a table kv.kv.
+    /// Point reads and writes over a key space (uniform, zipfian or sequential keys).
     Kv(workload::KvArgs),
+    /// Transfers between accounts; checks at the end that the total balance is unchanged.
+    Bank(workload::BankArgs),
 }
 
 #[derive(clap::Args, Clone)]
@@ -189,6 +191,7 @@ fn main() -> ExitCode {
             Cmd::Init { host } => init(&host).await,
             Cmd::Demo { nodes, http_port } => demo::run(nodes, http_port).await,
             Cmd::Workload { kind: WorkloadKind::Kv(args) } => workload::run_kv(args).await,
+            Cmd::Workload { kind: WorkloadKind::Bank(args) } => workload::run_bank(args).await,
         }
     });
     match res {
