@@ -182,9 +182,10 @@ pub async fn run_kv(a: KvArgs) -> Result<(), String> {
     if a.read_percent > 0 {
         let mut k = 0i64;
         while (k as u64) < a.keys {
-            let ks: Vec<i64> = (k..(k + 200).min(a.keys as i64)).collect();
+            // 100 per batch: etcd refuses transactions of more than 128 operations by default.
+            let ks: Vec<i64> = (k..(k + 100).min(a.keys as i64)).collect();
             setup.write(&ks, &value, false).await.map_err(|e| format!("loading keys: {e}"))?;
-            k += 200;
+            k += 100;
         }
     }
     let conns = connect_all(&a.common).await?;
