@@ -1,0 +1,1 @@
+//! Differential testing against PostgreSQL (placeholder while being written).
