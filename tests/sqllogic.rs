@@ -20,6 +20,7 @@ mod common;
 mod pg;
 
 use common::{Cluster, serial};
+use pg::{pg_float, pg_timestamp};
 use serde_json::{Value, json};
 use sqllogictest::{AsyncDB, DBOutput, DefaultColumnType, MakeConnection, Record, RecordOutput, Runner};
 use std::path::{Path, PathBuf};
@@ -57,41 +58,6 @@ fn column_type(ty: &str) -> DefaultColumnType {
     } else {
         DefaultColumnType::Text
     }
-}
-
-/// A float as PostgreSQL prints a float8 (shortest round-trip digits; exponent form below 1e-4
-/// and from 1e15 on, with a sign and at least two exponent digits).
-pub fn pg_float(f: f64) -> String {
-    if f.is_nan() {
-        return "NaN".into();
-    }
-    if f.is_infinite() {
-        return if f > 0.0 { "Infinity".into() } else { "-Infinity".into() };
-    }
-    if f == 0.0 {
-        return if f.is_sign_negative() { "-0".into() } else { "0".into() };
-    }
-    let sci = format!("{f:e}");
-    let (mant, exp) = sci.split_once('e').unwrap();
-    let exp: i32 = exp.parse().unwrap();
-    if !(-4..15).contains(&exp) { format!("{mant}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs()) } else { format!("{f}") }
-}
-
-/// RFC 3339 in UTC (`2024-05-06T07:08:09.500Z`) as PostgreSQL prints a timestamptz with
-/// TimeZone=UTC (`2024-05-06 07:08:09.5+00`).
-pub fn pg_timestamp(s: &str) -> String {
-    let Some(body) = s.strip_suffix('Z') else {
-        return s.to_string();
-    };
-    let body = body.replacen('T', " ", 1);
-    let body = match body.split_once('.') {
-        Some((whole, frac)) => {
-            let frac = frac.trim_end_matches('0');
-            if frac.is_empty() { whole.to_string() } else { format!("{whole}.{frac}") }
-        }
-        None => body,
-    };
-    format!("{body}+00")
 }
 
 /// A Meridian JSON value of column type `ty` as PostgreSQL's text output.

@@ -1,10 +1,12 @@
 //! A throwaway PostgreSQL server for tests that compare Meridian with the real thing: `initdb` in a
 //! temporary directory, `postgres` on 127.0.0.1 with a free port (`fsync=off`, `TimeZone=UTC`, C
-//! locale so text sorts bytewise as in Meridian), stopped when the guard drops.
+//! collation so text sorts bytewise as in Meridian, C.UTF-8 character classes so upper/lower
+//! handle non-ASCII letters), stopped when the guard drops.
 //!
 //! Installs Debian's `postgresql` package when no `initdb` is found, and runs the server as the
 //! `postgres` user when the test runs as root (initdb refuses root). `Postgres::start()` returns
-//! `None`, after printing why, only when PostgreSQL cannot be installed or started.
+//! `None`, after printing why, only when PostgreSQL cannot be installed or started. Also: the
+//! text forms PostgreSQL prints for floats and timestamps, to render Meridian's JSON values alike.
 
 #![allow(dead_code)]
 
@@ -79,7 +81,9 @@ impl Postgres {
         }
         let pg = Postgres { port: TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port(), dir, bin, as_postgres };
         let data = pg.data();
-        let out = pg.cmd("initdb", &["-D", &data, "-U", "postgres", "--auth=trust", "--no-locale", "-E", "UTF8", "--no-sync"]).output();
+        let out = pg
+            .cmd("initdb", &["-D", &data, "-U", "postgres", "--auth=trust", "--no-locale", "--lc-ctype=C.UTF-8", "-E", "UTF8", "--no-sync"])
+            .output();
         match out {
             Ok(o) if o.status.success() => {}
             Ok(o) => {
@@ -152,4 +156,39 @@ impl Drop for Postgres {
         let data = self.data();
         let _ = self.cmd("pg_ctl", &["-D", &data, "-m", "immediate", "-w", "stop"]).stdout(Stdio::null()).stderr(Stdio::null()).status();
     }
+}
+
+/// A float as PostgreSQL prints a float8 (shortest round-trip digits; exponent form below 1e-4
+/// and from 1e15 on, with a sign and at least two exponent digits).
+pub fn pg_float(f: f64) -> String {
+    if f.is_nan() {
+        return "NaN".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "Infinity".into() } else { "-Infinity".into() };
+    }
+    if f == 0.0 {
+        return if f.is_sign_negative() { "-0".into() } else { "0".into() };
+    }
+    let sci = format!("{f:e}");
+    let (mant, exp) = sci.split_once('e').unwrap();
+    let exp: i32 = exp.parse().unwrap();
+    if !(-4..15).contains(&exp) { format!("{mant}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs()) } else { format!("{f}") }
+}
+
+/// RFC 3339 in UTC (`2024-05-06T07:08:09.500Z`) as PostgreSQL prints a timestamptz with
+/// TimeZone=UTC (`2024-05-06 07:08:09.5+00`).
+pub fn pg_timestamp(s: &str) -> String {
+    let Some(body) = s.strip_suffix('Z') else {
+        return s.to_string();
+    };
+    let body = body.replacen('T', " ", 1);
+    let body = match body.split_once('.') {
+        Some((whole, frac)) => {
+            let frac = frac.trim_end_matches('0');
+            if frac.is_empty() { whole.to_string() } else { format!("{whole}.{frac}") }
+        }
+        None => body,
+    };
+    format!("{body}+00")
 }
