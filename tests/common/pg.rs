@@ -81,9 +81,17 @@ impl Postgres {
         }
         let pg = Postgres { port: TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port(), dir, bin, as_postgres };
         let data = pg.data();
-        let out = pg
-            .cmd("initdb", &["-D", &data, "-U", "postgres", "--auth=trust", "--no-locale", "--lc-ctype=C.UTF-8", "-E", "UTF8", "--no-sync"])
-            .output();
+        // C.UTF-8 character classes when the machine has them; plain C otherwise.
+        let initdb = |ctype: &[&str]| {
+            let _ = std::fs::remove_dir_all(&data);
+            let mut args = vec!["-D", &data, "-U", "postgres", "--auth=trust", "--no-locale", "-E", "UTF8", "--no-sync"];
+            args.extend_from_slice(ctype);
+            pg.cmd("initdb", &args).output()
+        };
+        let out = match initdb(&["--lc-ctype=C.UTF-8"]) {
+            Ok(o) if o.status.success() => Ok(o),
+            _ => initdb(&[]),
+        };
         match out {
             Ok(o) if o.status.success() => {}
             Ok(o) => {
