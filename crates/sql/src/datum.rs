@@ -271,14 +271,14 @@ impl Datum {
         use Datum::*;
         match (self, other) {
             (Int(a), Int(b)) => Some(a.cmp(b)),
-            (Float(a), Float(b)) => Some(a.total_cmp(b)),
-            (Int(a), Float(b)) => Some((*a as f64).total_cmp(b)),
-            (Float(a), Int(b)) => Some(a.total_cmp(&(*b as f64))),
+            (Float(a), Float(b)) => Some(pg_float_cmp(*a, *b)),
+            (Int(a), Float(b)) => Some(pg_float_cmp(*a as f64, *b)),
+            (Float(a), Int(b)) => Some(pg_float_cmp(*a, *b as f64)),
             (Decimal(a), Decimal(b)) => Some(a.cmp(b)),
             (Decimal(a), Int(b)) => Some(a.cmp(&rust_decimal::Decimal::from(*b))),
             (Int(a), Decimal(b)) => Some(rust_decimal::Decimal::from(*a).cmp(b)),
-            (Decimal(a), Float(b)) => Some(a.to_f64().unwrap_or(f64::NAN).total_cmp(b)),
-            (Float(a), Decimal(b)) => Some(a.total_cmp(&b.to_f64().unwrap_or(f64::NAN))),
+            (Decimal(a), Float(b)) => Some(pg_float_cmp(a.to_f64().unwrap_or(f64::NAN), *b)),
+            (Float(a), Decimal(b)) => Some(pg_float_cmp(*a, b.to_f64().unwrap_or(f64::NAN))),
             (String(a), String(b)) => Some(a.cmp(b)),
             (Bool(a), Bool(b)) => Some(a.cmp(b)),
             (Bytes(a), Bytes(b)) => Some(a.cmp(b)),
@@ -422,5 +422,30 @@ mod tests {
         assert_eq!(Datum::Int(1).compare(&Datum::Float(1.5)), Some(Ordering::Less));
         assert_eq!(Datum::Int(1).compare(&Datum::String("a".into())), None);
         assert_eq!(Datum::Date(1).compare(&Datum::Timestamp(DAY_US)), Some(Ordering::Equal));
+    }
+}
+
+/// PostgreSQL's float order: `-0 = 0`, NaN equals NaN and sorts above every other value.
+pub fn pg_float_cmp(a: f64, b: f64) -> std::cmp::Ordering {
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Greater,
+        (false, true) => std::cmp::Ordering::Less,
+        // Neither is NaN, so partial_cmp always answers; -0.0 == 0.0 here.
+        (false, false) => a.partial_cmp(&b).unwrap_or(std::cmp::Ordering::Equal),
+    }
+}
+
+#[cfg(test)]
+mod float_order_tests {
+    use super::pg_float_cmp;
+    use std::cmp::Ordering;
+
+    #[test]
+    fn floats_order_as_in_postgresql() {
+        assert_eq!(pg_float_cmp(-0.0, 0.0), Ordering::Equal);
+        assert_eq!(pg_float_cmp(f64::NAN, f64::NAN), Ordering::Equal);
+        assert_eq!(pg_float_cmp(f64::NAN, f64::INFINITY), Ordering::Greater);
+        assert_eq!(pg_float_cmp(-1.0, 2.0), Ordering::Less);
     }
 }

@@ -301,6 +301,7 @@ pub(crate) async fn insert<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, ins: &Inser
 
 /// Updates one row, moving it if its primary key changed.
 async fn write_update<T: TxnClient>(txn: &mut T, w: &Writer, old: &[Datum], new: &[Datum]) -> Result<(), SqlError> {
+    w.validate(new)?;
     if row_key(&w.table, old)? == row_key(&w.table, new)? {
         w.update_in_place(txn, old, new).await
     } else {
@@ -380,6 +381,8 @@ pub(crate) async fn update<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, up: &Update
                 let v = if *is_def { w.default_value(txn, *col)? } else { eval(&bind_rowids(s, txn), &combined, &[])? };
                 new[*col] = w.coerce(*col, v)?;
             }
+            // Constraints first: a NULL primary key must be 23502, not a key-encoding failure.
+            w.validate(&new)?;
             count += 1;
             if let Some(r) = ret.as_mut() {
                 let mut out = new.clone();
@@ -389,7 +392,6 @@ pub(crate) async fn update<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, up: &Update
             if row_key(&w.table, &new)? == key {
                 w.update_in_place(txn, &old, &new).await?;
             } else {
-                w.validate(&new)?;
                 w.delete(txn, &old)?;
                 moved.push(new);
             }

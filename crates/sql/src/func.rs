@@ -288,12 +288,22 @@ fn round_dec(d: Decimal, places: i64, strategy: RoundingStrategy) -> Decimal {
 }
 
 pub fn eval_func(f: Func, args: &[Scalar], row: &[Datum], aggs: &[Datum]) -> Result<Datum, SqlError> {
+    if f == Func::Coalesce {
+        // Lazy, as in PostgreSQL: arguments after the first non-NULL one are never evaluated,
+        // so `coalesce(x, 1 / 0)` does not fail when x is not NULL.
+        for a in args {
+            let v = eval(a, row, aggs)?;
+            if !v.is_null() {
+                return Ok(v);
+            }
+        }
+        return Ok(Datum::Null);
+    }
     let mut vals = Vec::with_capacity(args.len());
     for a in args {
         vals.push(eval(a, row, aggs)?);
     }
     match f {
-        Func::Coalesce => return Ok(vals.into_iter().find(|v| !v.is_null()).unwrap_or(Datum::Null)),
         Func::Concat => return Ok(Datum::String(vals.iter().filter(|v| !v.is_null()).map(Datum::to_text).collect())),
         Func::Greatest | Func::Least => {
             let mut best: Option<Datum> = None;

@@ -36,6 +36,10 @@ fn arithmetic_and_errors() {
     assert_eq!(run("'a' || 1 || $2").unwrap(), Datum::String("a1x".into()));
     assert_eq!(run("abs(-3) + length('héé')").unwrap(), Datum::Int(6));
     assert_eq!(run("coalesce(NULL, 2)").unwrap(), Datum::Int(2));
+    assert_eq!(run("coalesce(1, 1 / 0)").unwrap(), Datum::Int(1), "coalesce is lazy, as in PostgreSQL");
+    assert_eq!(run("coalesce(NULL, 1 / 0)").unwrap_err().code(), "22012");
+    assert_eq!(run("false AND 1 / 0 = 1").unwrap(), Datum::Bool(false), "AND stops at a deciding operand");
+    assert_eq!(run("true OR 1 / 0 = 1").unwrap(), Datum::Bool(true));
     assert_eq!(run("CAST('12' AS INT) + '3'::int8").unwrap(), Datum::Int(15));
     assert_eq!(run("'70000'::int2").unwrap_err().to_string(), "smallint out of range");
     assert_eq!(run("'abc'::int").unwrap_err().to_string(), "invalid input syntax for type bigint: \"abc\"");

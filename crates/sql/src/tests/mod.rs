@@ -325,6 +325,7 @@ fn hostile_input_gets_errors_not_panics() {
         // Ok or a coded error are both fine; a panic fails the test.
         if let Err(e) = run_args(&mut t, sql, vec![]) {
             assert_eq!(e.code().len(), 5, "{sql:.60}: {e}");
+            assert!(!e.code().starts_with("XX"), "client input must not cause an internal error: {sql:.60}: {e}");
         }
     }
     // The table is intact afterwards.
