@@ -27,8 +27,11 @@ use std::sync::Arc;
 pub trait Fsm: Send + Sync + 'static {
     /// Applies the committed command `cmd` at log `index`, adding its writes to `batch`.
     /// Must be deterministic: every replica gets the same result from the same state.
+    /// Several entries may be applied into one batch before it is written: writes of earlier
+    /// entries of the batch are not in `engine` yet, and the implementation must take them into
+    /// account (until [`Fsm::applied`] says the batch is written).
     fn apply(&self, engine: &Engine, batch: &mut Batch, index: u64, cmd: &[u8]) -> Vec<u8>;
-    /// Called once the batch holding the entry at `index` is written (its effects are visible).
+    /// Called once the batch holding the entries up to `index` is written (visible in the engine).
     fn applied(&self, index: u64);
     /// The span of user keys this range holds (`None` before the range knows its descriptor).
     fn span(&self) -> Option<(Vec<u8>, Vec<u8>)>;
@@ -97,6 +100,31 @@ impl StateMachine {
     }
 }
 
+/// Most entries applied into one RocksDB batch.
+const MAX_APPLY_BATCH: usize = 256;
+
+type Reply = (Option<openraft::storage::ApplyResponder<TypeConfig>>, Vec<u8>);
+
+impl StateMachine {
+    /// Writes the applied entries' batch with the applied log id, then answers their proposers.
+    fn flush(&self, batch: &mut Batch, last: Option<LogId>, replies: &mut Vec<Reply>) -> io::Result<()> {
+        let Some(last) = last else { return Ok(()) };
+        if replies.is_empty() {
+            return Ok(());
+        }
+        let index = last.index();
+        batch.put(&self.engine, Cf::RangeMeta, &self.key(range_local::APPLIED), &encode(&Some(last))?);
+        self.engine.write(std::mem::take(batch))?;
+        self.fsm.applied(index);
+        for (responder, result) in replies.drain(..) {
+            if let Some(r) = responder {
+                r.send(CommandResult(result));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Builds snapshot *metadata* only: openraft uses a built snapshot just to know how far the log
 /// may be purged; the data is read fresh from the store when a snapshot is actually sent.
 pub struct MetaSnapshotBuilder {
@@ -122,10 +150,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     where
         Strm: Stream<Item = io::Result<EntryResponder<TypeConfig>>> + Unpin + OptionalSend,
     {
+        // Entries handed over together are applied into one RocksDB batch (bounded by
+        // MAX_APPLY_BATCH), written once; replies go out only after that write.
+        let mut batch = Batch::new();
+        let mut last: Option<LogId> = None;
+        let mut replies = Vec::new();
         while let Some((entry, responder)) = entries.try_next().await? {
             let log_id = entry.log_id();
             let index = log_id.index();
-            let mut batch = Batch::new();
             let result = match &entry.payload {
                 EntryPayload::Blank => Vec::new(),
                 EntryPayload::Normal(cmd) => self.fsm.apply(&self.engine, &mut batch, index, &cmd.0),
@@ -135,14 +167,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     Vec::new()
                 }
             };
-            batch.put(&self.engine, Cf::RangeMeta, &self.key(range_local::APPLIED), &encode(&Some(log_id))?);
-            self.engine.write(batch)?;
-            self.fsm.applied(index);
-            if let Some(r) = responder {
-                r.send(CommandResult(result));
+            last = Some(log_id);
+            replies.push((responder, result));
+            if replies.len() >= MAX_APPLY_BATCH {
+                self.flush(&mut batch, last, &mut replies)?;
             }
         }
-        Ok(())
+        self.flush(&mut batch, last, &mut replies)
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {

@@ -61,13 +61,22 @@ pub struct RangeFsm {
     range_id: RangeId,
     hlc: Arc<Hlc>,
     state: RwLock<RangeState>,
+    /// Keys written (with their commit timestamps) by entries applied into the batch that is
+    /// not written to the engine yet: validation must see them (see `Fsm::apply`).
+    unflushed: std::sync::Mutex<Vec<(Vec<u8>, Timestamp)>>,
     /// The last applied log index, for waiters.
     applied: watch::Sender<u64>,
 }
 
 impl RangeFsm {
     pub fn open(range_id: RangeId, engine: &Engine, hlc: Arc<Hlc>) -> Arc<RangeFsm> {
-        let fsm = Arc::new(RangeFsm { range_id, hlc, state: RwLock::new(RangeState::default()), applied: watch::channel(0).0 });
+        let fsm = Arc::new(RangeFsm {
+            range_id,
+            hlc,
+            state: RwLock::new(RangeState::default()),
+            unflushed: Default::default(),
+            applied: watch::channel(0).0,
+        });
         fsm.reload(engine);
         fsm
     }
@@ -99,6 +108,12 @@ impl RangeFsm {
         if let Some(rts) = read_ts {
             // Fast path: nothing at all was written in this range after the read.
             if st.last_write_ts > rts {
+                let unflushed = self.unflushed.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some((_, ts)) = unflushed.iter().find(|(k, ts)| *ts > rts && read_spans.iter().any(|s| *k >= s.start && *k < s.end))
+                {
+                    return ApplyResult::Conflict(*ts);
+                }
+                drop(unflushed);
                 for s in read_spans {
                     match mvcc::newer_version_in_span(engine, &s.start, &s.end, rts) {
                         Ok(Some(ts)) => return ApplyResult::Conflict(ts),
@@ -113,8 +128,10 @@ impl RangeFsm {
         if let Some(rts) = read_ts {
             commit_ts = commit_ts.max(rts.next());
         }
+        let mut unflushed = self.unflushed.lock().unwrap_or_else(|e| e.into_inner());
         for w in writes {
             mvcc::put(batch, engine, &w.key, commit_ts, w.value.as_deref());
+            unflushed.push((w.key.clone(), commit_ts));
         }
         st.last_write_ts = commit_ts;
         self.hlc.forward(commit_ts);
@@ -160,6 +177,7 @@ impl Fsm for RangeFsm {
     }
 
     fn applied(&self, index: u64) {
+        self.unflushed.lock().unwrap_or_else(|e| e.into_inner()).clear();
         self.applied.send_replace(index);
     }
 
@@ -175,6 +193,7 @@ impl Fsm for RangeFsm {
             .and_then(|b| postcard::from_bytes::<RangeState>(&b).ok())
             .unwrap_or_default();
         self.hlc.forward(st.last_write_ts);
+        self.unflushed.lock().unwrap_or_else(|e| e.into_inner()).clear();
         *self.state.write().unwrap_or_else(|e| e.into_inner()) = st;
     }
 }
@@ -262,5 +281,36 @@ mod tests {
         let f2 = RangeFsm::open(7, &e, hlc);
         assert_eq!(f2.state().last_write_ts, t2);
         assert_eq!(f2.descriptor(), Some(desc()));
+    }
+
+    #[test]
+    fn validation_sees_writes_of_earlier_entries_in_the_same_unwritten_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Engine::open(dir.path()).unwrap();
+        let f = RangeFsm::open(7, &e, Arc::new(Hlc::system(500_000_000)));
+        assert_eq!(apply(&f, &e, RangeCommand::SetDescriptor(desc())), ApplyResult::Ok);
+        f.applied(1);
+        // Two entries applied into one batch, as the state machine does under load.
+        let mut b = Batch::new();
+        let first = RangeCommand::Write(WriteCmd {
+            proposal_ts: Timestamp::new(10, 0),
+            read_ts: None,
+            read_spans: vec![],
+            writes: vec![w("b", "1")],
+        });
+        let r1: ApplyResult = postcard::from_bytes(&f.apply(&e, &mut b, 2, &postcard::to_stdvec(&first).unwrap())).unwrap();
+        let ApplyResult::Committed(t1) = r1 else { panic!("{r1:?}") };
+        let second = RangeCommand::Write(WriteCmd {
+            proposal_ts: Timestamp::new(11, 0),
+            read_ts: Some(Timestamp::new(9, 0)),
+            read_spans: vec![Span::point(b"b")],
+            writes: vec![w("c", "x")],
+        });
+        let r2: ApplyResult = postcard::from_bytes(&f.apply(&e, &mut b, 3, &postcard::to_stdvec(&second).unwrap())).unwrap();
+        assert_eq!(r2, ApplyResult::Conflict(t1), "the read of b is stale although b is not in the engine yet");
+        e.write(b).unwrap();
+        f.applied(3);
+        assert_eq!(mvcc::get(&e, b"c", Timestamp::MAX, None).unwrap(), None);
+        assert_eq!(mvcc::get(&e, b"b", Timestamp::MAX, None).unwrap(), Some(b"1".to_vec()));
     }
 }
