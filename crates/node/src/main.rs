@@ -87,7 +87,7 @@ pub struct StartArgs {
     /// Default request timeout, e.g. 10s.
     #[arg(long, default_value = "10s")]
     request_timeout: String,
-    /// Raft heartbeat interval in milliseconds (elections take 5-10 heartbeats).
+    /// Raft heartbeat interval in milliseconds (election timeout: 5-7 heartbeats).
     #[arg(long, default_value_t = 200)]
     raft_heartbeat_ms: u64,
     /// Raft log entries between snapshots (log purge point).
@@ -129,7 +129,7 @@ impl StartArgs {
             raft: meridian_raft_glue::RaftTimings {
                 heartbeat_ms: hb,
                 election_min_ms: hb * 5,
-                election_max_ms: hb * 10,
+                election_max_ms: hb * 7,
                 snapshot_logs: self.raft_snapshot_logs,
             },
             max_body_bytes: self.max_body_bytes,
