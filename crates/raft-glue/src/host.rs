@@ -33,7 +33,7 @@ pub struct RaftTimings {
 
 impl Default for RaftTimings {
     fn default() -> Self {
-        RaftTimings { heartbeat_ms: 200, election_min_ms: 1000, election_max_ms: 2000, snapshot_logs: 5000 }
+        RaftTimings { heartbeat_ms: 200, election_min_ms: 1000, election_max_ms: 1400, snapshot_logs: 5000 }
     }
 }
 
