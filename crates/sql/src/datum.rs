@@ -151,7 +151,8 @@ impl Datum {
             (Datum::Null, _) => return Ok(Datum::Null),
             (d, t) if d.ty() == Some(t) => d.clone(),
             (Datum::Float(f), SqlType::Int) => {
-                let r = f.round();
+                // PostgreSQL rounds half to even (rint): 2.5 → 2, -0.5 → 0.
+                let r = f.round_ties_even();
                 if !(-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&r) {
                     return Err(out_of_range(to));
                 }

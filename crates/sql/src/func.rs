@@ -195,6 +195,9 @@ pub fn compile_function(c: &mut Compiler<'_>, f: &Function) -> Result<Scalar, Sq
     if args.len() < min || args.len() > max {
         return Err(wrong_args());
     }
+    if matches!(func, Func::Coalesce | Func::Greatest | Func::Least) {
+        crate::expr::unify_numeric(c, &mut args.iter_mut().collect::<Vec<_>>())?;
+    }
     Ok(Scalar::Func(func, args))
 }
 

@@ -136,3 +136,17 @@ fn order_by_nulls_first_last_and_expressions() {
         vec![vec![json!("high"), json!(2)], vec![json!("low"), json!(2)]]
     );
 }
+
+#[test]
+fn mixed_numeric_branches_take_the_common_type() {
+    // GREATEST/LEAST/COALESCE/CASE over integers and decimals/floats are DECIMAL/FLOAT8 in
+    // PostgreSQL, for the column type and every value (was: typed after the first argument).
+    let mut t = MemTxn::with_database("db");
+    let r = run(
+        &mut t,
+        "SELECT greatest(1, 2.5, 0), least(3, 0.5), coalesce(NULL, 1, 2.5), CASE WHEN true THEN 1 ELSE 2.5 END, coalesce(1, 2.5::FLOAT8), least(3::INT2, 1::INT8)",
+    );
+    let tys: Vec<_> = r.columns.iter().map(|c| c.ty.as_str()).collect();
+    assert_eq!(tys, ["DECIMAL", "DECIMAL", "DECIMAL", "DECIMAL", "FLOAT8", "INT8"]);
+    assert_eq!(r.rows[0], vec![json!("2.5"), json!("0.5"), json!("1"), json!("1"), json!(1.0), json!(1)]);
+}
