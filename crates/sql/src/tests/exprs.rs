@@ -128,7 +128,12 @@ fn time_functions_and_intervals() {
     assert_eq!(text("INTERVAL '1 day' * 2"), "2 days");
     assert_eq!(run("now()").unwrap(), Datum::TimestampTz(0));
     assert_eq!(text("current_date"), "1970-01-01");
-    assert_eq!(run("'notadate'::date").unwrap_err().code(), "22P02");
+    // PostgreSQL's codes: not a date/time at all 22007, a field out of range 22008.
+    assert_eq!(run("'notadate'::date").unwrap_err().code(), "22007");
+    assert_eq!(run("'2023-02-29'::date").unwrap_err().code(), "22008");
+    assert_eq!(run("'2024-01-01 25:00:00'::timestamp").unwrap_err().code(), "22008");
+    assert_eq!(run("'x'::timestamptz").unwrap_err().code(), "22007");
+    assert_eq!(run("'soon'::interval").unwrap_err().code(), "22007");
 }
 
 #[test]
