@@ -597,7 +597,7 @@ impl Gen {
                     0 => format!("CASE WHEN {} THEN t3.name ELSE coalesce(t1.s, 'none') END", self.bool(d)),
                     1 => format!("coalesce(t3.g, t1.a, {})", self.int_lit()),
                     2 => format!("nullif(t3.g, {})", self.int(d)),
-                    _ => format!("nullif(t1.s, t3.name)"),
+                    _ => "nullif(t1.s, t3.name)".to_string(),
                 };
                 (format!("SELECT DISTINCT {e} FROM t1 {kind} t3 ON {on}{w}"), false)
             }
