@@ -20,7 +20,7 @@ mod common;
 mod pg;
 
 use common::{Cluster, serial};
-use pg::{pg_float, pg_timestamp};
+use pg::{pg_float, pg_float4, pg_timestamp};
 use serde_json::{Value, json};
 use sqllogictest::{AsyncDB, DBOutput, DefaultColumnType, MakeConnection, Record, RecordOutput, Runner};
 use std::path::{Path, PathBuf};
@@ -51,7 +51,7 @@ struct MeridianConn {
 
 fn column_type(ty: &str) -> DefaultColumnType {
     let t = ty.to_ascii_uppercase();
-    if t.starts_with("INT") || t == "BIGINT" || t == "SMALLINT" || t == "SERIAL" {
+    if (t.starts_with("INT") && t != "INTERVAL") || t == "BIGINT" || t == "SMALLINT" || t == "SERIAL" {
         DefaultColumnType::Integer
     } else if t.starts_with("FLOAT") || t.starts_with("DECIMAL") || t.starts_with("NUMERIC") || t == "REAL" || t.starts_with("DOUBLE") {
         DefaultColumnType::FloatingPoint
@@ -65,6 +65,9 @@ pub fn render(ty: &str, v: &Value) -> String {
     let text = match v {
         Value::Null => return "NULL".into(),
         Value::Bool(b) => (if *b { "t" } else { "f" }).to_string(),
+        Value::Number(n) if ty.eq_ignore_ascii_case("FLOAT4") || ty.eq_ignore_ascii_case("REAL") => {
+            n.as_f64().map(|f| pg_float4(f as f32)).unwrap_or_else(|| n.to_string())
+        }
         Value::Number(n) if column_type(ty) == DefaultColumnType::FloatingPoint && ty.to_ascii_uppercase().starts_with("FLOAT") => {
             n.as_f64().map(pg_float).unwrap_or_else(|| n.to_string())
         }

@@ -184,6 +184,18 @@ pub fn pg_float(f: f64) -> String {
     if !(-4..15).contains(&exp) { format!("{mant}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs()) } else { format!("{f}") }
 }
 
+/// A float as PostgreSQL prints a float4: the shortest digits that round-trip as a 32-bit float,
+/// exponent form below 1e-4 and from 1e6 on (FLT_DIG).
+pub fn pg_float4(f: f32) -> String {
+    if f.is_nan() || f.is_infinite() || f == 0.0 {
+        return pg_float(f as f64);
+    }
+    let sci = format!("{f:e}");
+    let (mant, exp) = sci.split_once('e').unwrap();
+    let exp: i32 = exp.parse().unwrap();
+    if !(-4..6).contains(&exp) { format!("{mant}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs()) } else { format!("{f}") }
+}
+
 /// RFC 3339 in UTC (`2024-05-06T07:08:09.500Z`) as PostgreSQL prints a timestamptz with
 /// TimeZone=UTC (`2024-05-06 07:08:09.5+00`).
 pub fn pg_timestamp(s: &str) -> String {

@@ -145,13 +145,28 @@ impl Datum {
         let bad = |from: &Datum| {
             SqlError::user(codes::INVALID_TEXT, format!("invalid input syntax for type {}: \"{}\"", to.pg_name(), from.to_text()))
         };
+        // PostgreSQL: text that is not a date/time at all is 22007; a well-formed one with a
+        // field out of range (`2023-02-29`, `25:00`) is 22008.
+        let bad_time = |from: &Datum| {
+            let s = from.to_text();
+            let shaped = to != SqlType::Interval
+                && s.trim().starts_with(|c: char| c.is_ascii_digit())
+                && s.trim().chars().all(|c| c.is_ascii_digit() || " -:.+TZtz".contains(c));
+            let (code, msg) = if shaped {
+                (codes::DATETIME, format!("date/time field value out of range: \"{s}\""))
+            } else {
+                (codes::DATETIME_FORMAT, format!("invalid input syntax for type {}: \"{s}\"", to.pg_name()))
+            };
+            SqlError::user(code, msg)
+        };
         let cannot = |from: &Datum| SqlError::user(codes::CANNOT_CAST, format!("cannot cast {} to {}", from.type_name(), to.name()));
         let base = to.base();
         let d = match (self, base) {
             (Datum::Null, _) => return Ok(Datum::Null),
             (d, t) if d.ty() == Some(t) => d.clone(),
             (Datum::Float(f), SqlType::Int) => {
-                let r = f.round();
+                // PostgreSQL rounds half to even (rint): 2.5 → 2, -0.5 → 0.
+                let r = f.round_ties_even();
                 if !(-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&r) {
                     return Err(out_of_range(to));
                 }
@@ -181,10 +196,10 @@ impl Datum {
             (Datum::Int(i), SqlType::Bool) => Datum::Bool(*i != 0),
             (Datum::String(s), SqlType::Bool) => Datum::Bool(parse_bool(s).ok_or_else(|| bad(self))?),
             (Datum::String(s), SqlType::Bytes) => Datum::Bytes(parse_bytes(s).ok_or_else(|| bad(self))?),
-            (Datum::String(s), SqlType::TimestampTz) => Datum::TimestampTz(parse_timestamp(s).ok_or_else(|| bad(self))?),
-            (Datum::String(s), SqlType::Timestamp) => Datum::Timestamp(temporal::parse_naive(s).ok_or_else(|| bad(self))?),
-            (Datum::String(s), SqlType::Date) => Datum::Date(temporal::parse_date(s).ok_or_else(|| bad(self))?),
-            (Datum::String(s), SqlType::Interval) => Datum::Interval(Interval::parse(s).ok_or_else(|| bad(self))?),
+            (Datum::String(s), SqlType::TimestampTz) => Datum::TimestampTz(parse_timestamp(s).ok_or_else(|| bad_time(self))?),
+            (Datum::String(s), SqlType::Timestamp) => Datum::Timestamp(temporal::parse_naive(s).ok_or_else(|| bad_time(self))?),
+            (Datum::String(s), SqlType::Date) => Datum::Date(temporal::parse_date(s).ok_or_else(|| bad_time(self))?),
+            (Datum::String(s), SqlType::Interval) => Datum::Interval(Interval::parse(s).ok_or_else(|| bad_time(self))?),
             (Datum::String(s), SqlType::Uuid) => Datum::Uuid(*uuid::Uuid::parse_str(s.trim()).map_err(|_| bad(self))?.as_bytes()),
             (Datum::String(s), SqlType::Jsonb) => {
                 Datum::Json(serde_json::from_str(s).map_err(|_| SqlError::user(codes::INVALID_TEXT, "invalid input syntax for type json"))?)

@@ -66,6 +66,7 @@ pub mod codes {
     pub const CARDINALITY: &str = "21000";
     pub const DUPLICATE_TABLE: &str = "42P07";
     pub const DATETIME: &str = "22008";
+    pub const DATETIME_FORMAT: &str = "22007";
     pub const INVALID_PARAM: &str = "22023";
     pub const DUPLICATE_OBJECT: &str = "42710";
     pub const DEPENDENT: &str = "2BP01";

@@ -115,6 +115,11 @@ pub fn eval(s: &Scalar, row: &[Datum], aggs: &[Datum]) -> Result<Datum, SqlError
             return Err(SqlError::user(codes::UNSUPPORTED, "unsupported: subquery in this context"));
         }
         Scalar::InList(x, list, negated) => {
+            // An empty list (a subquery without rows): `x IN ()` is false, `x NOT IN ()` true,
+            // even when x is NULL.
+            if list.is_empty() {
+                return Ok(Datum::Bool(*negated));
+            }
             let x = eval(x, row, aggs)?;
             if x.is_null() {
                 return Ok(Datum::Null);

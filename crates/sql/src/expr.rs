@@ -448,7 +448,9 @@ impl<'a> Compiler<'a> {
                     coerce_lit(&mut cond, ot)?;
                     whens.push((cond, self.compile(&w.result)?));
                 }
-                let otherwise = else_result.as_ref().map(|e| self.compile(e)).transpose()?;
+                let mut otherwise = else_result.as_ref().map(|e| self.compile(e)).transpose()?;
+                let mut results: Vec<&mut Scalar> = whens.iter_mut().map(|(_, r)| r).chain(otherwise.as_mut()).collect();
+                unify_numeric(self, &mut results)?;
                 Scalar::Case { operand: operand.map(Box::new), whens, otherwise: otherwise.map(Box::new) }
             }
             Expr::Extract { field, expr, .. } => {
@@ -623,6 +625,35 @@ fn field_name(f: &DateTimeField) -> String {
         DateTimeField::Custom(id) => ident_name(id),
         other => other.to_string().to_lowercase(),
     }
+}
+
+/// PostgreSQL's common type for the numeric branches of COALESCE/GREATEST/LEAST/CASE: when the
+/// values mix integers, decimals and floats, every one is cast to the widest (FLOAT8 over DECIMAL
+/// over integers), so the column's type and its values agree (`greatest(1, 2.5)` is 2.5 DECIMAL,
+/// `coalesce(i, 0.5)` is DECIMAL for every row).
+pub fn unify_numeric(c: &Compiler, args: &mut [&mut Scalar]) -> Result<(), SqlError> {
+    let tys: Vec<Option<SqlType>> = args.iter().map(|a| c.ty(a).map(SqlType::base)).collect();
+    let numeric = |t: &Option<SqlType>| matches!(t, Some(SqlType::Int | SqlType::Decimal | SqlType::Float));
+    if !tys.iter().any(numeric) || !tys.iter().all(|t| t.is_none() || numeric(t)) {
+        return Ok(());
+    }
+    let to = if tys.contains(&Some(SqlType::Float)) {
+        SqlType::Float
+    } else if tys.contains(&Some(SqlType::Decimal)) {
+        SqlType::Decimal
+    } else {
+        return Ok(());
+    };
+    for (a, t) in args.iter_mut().zip(&tys) {
+        if t.is_some_and(|t| t != to) {
+            let inner = std::mem::replace(&mut **a, Scalar::Lit(Datum::Null));
+            **a = match inner {
+                Scalar::Lit(d) => Scalar::Lit(d.cast(to)?),
+                other => Scalar::Cast(Box::new(other), TypeSpec::of(to)),
+            };
+        }
+    }
+    Ok(())
 }
 
 /// Casts a literal compared with a value of type `to`: strings parse as that type, integers

@@ -195,6 +195,9 @@ pub fn compile_function(c: &mut Compiler<'_>, f: &Function) -> Result<Scalar, Sq
     if args.len() < min || args.len() > max {
         return Err(wrong_args());
     }
+    if matches!(func, Func::Coalesce | Func::Greatest | Func::Least) {
+        crate::expr::unify_numeric(c, &mut args.iter_mut().collect::<Vec<_>>())?;
+    }
     Ok(Scalar::Func(func, args))
 }
 
@@ -304,7 +307,14 @@ pub fn eval_func(f: Func, args: &[Scalar], row: &[Datum], aggs: &[Datum]) -> Res
         vals.push(eval(a, row, aggs)?);
     }
     match f {
-        Func::Concat => return Ok(Datum::String(vals.iter().filter(|v| !v.is_null()).map(Datum::to_text).collect())),
+        // concat() uses each type's output form: booleans are `t`/`f` (not `true` as in ::TEXT).
+        Func::Concat => {
+            let text = |v: &Datum| match v {
+                Datum::Bool(b) => (if *b { "t" } else { "f" }).to_string(),
+                other => other.to_text(),
+            };
+            return Ok(Datum::String(vals.iter().filter(|v| !v.is_null()).map(text).collect()));
+        }
         Func::Greatest | Func::Least => {
             let mut best: Option<Datum> = None;
             for v in vals.into_iter().filter(|v| !v.is_null()) {

@@ -103,23 +103,29 @@ impl Interval {
 
     /// PostgreSQL's default output style: `1 year 2 mons 3 days 04:05:06.5`, `00:00:00`.
     pub fn format(&self) -> String {
+        // PostgreSQL's `postgres` interval style: a unit is plural unless its value is exactly 1
+        // (`-1 days`), and a positive field after a negative one carries a `+` sign.
         let mut parts = Vec::new();
+        let mut before_neg = false;
         let (y, m) = (self.months / 12, self.months % 12);
-        let plural = |n: i32, one: &str, many: &str| format!("{n} {}", if n.abs() == 1 { one } else { many });
-        if y != 0 {
-            parts.push(plural(y, "year", "years"));
-        }
-        if m != 0 {
-            parts.push(plural(m, "mon", "mons"));
-        }
-        if self.days != 0 {
-            parts.push(plural(self.days, "day", "days"));
+        for (n, unit) in [(y, "year"), (m, "mon"), (self.days, "day")] {
+            if n != 0 {
+                parts.push(format!("{}{n} {unit}{}", if before_neg && n > 0 { "+" } else { "" }, if n == 1 { "" } else { "s" }));
+                before_neg = n < 0;
+            }
         }
         if self.micros != 0 || parts.is_empty() {
             let neg = self.micros < 0;
             let us = self.micros.unsigned_abs();
             let secs = us / 1_000_000;
-            let mut t = format!("{}{:02}:{:02}:{:02}", if neg { "-" } else { "" }, secs / 3600, secs / 60 % 60, secs % 60);
+            let sign = if neg {
+                "-"
+            } else if before_neg {
+                "+"
+            } else {
+                ""
+            };
+            let mut t = format!("{sign}{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
             push_fraction(&mut t, us % 1_000_000);
             parts.push(t);
         }
@@ -333,6 +339,10 @@ mod tests {
         assert_eq!(iv("-1 week").as_deref(), Some("-7 days"));
         assert_eq!(iv("1.5 seconds").as_deref(), Some("00:00:01.5"));
         assert_eq!(iv("0 days").as_deref(), Some("00:00:00"));
+        assert_eq!(iv("-1 day 2 hours").as_deref(), Some("-1 days +02:00:00"));
+        assert_eq!(iv("-1 year -1 mon").as_deref(), Some("-1 years -1 mons"));
+        assert_eq!(iv("1 day -2 hours").as_deref(), Some("1 day -02:00:00"));
+        assert_eq!(iv("-1 year 3 days").as_deref(), Some("-1 years +3 days"));
         assert_eq!(iv("soon"), None);
         assert_eq!(iv("1e308 years"), None);
     }

@@ -66,7 +66,8 @@ fn three_valued_logic_and_case() {
     assert_eq!(run("CASE WHEN NULL THEN 1 END").unwrap(), Datum::Null);
     assert_eq!(run("nullif(1, 1)").unwrap(), Datum::Null);
     assert_eq!(run("greatest(1, NULL, 3)").unwrap(), Datum::Int(3));
-    assert_eq!(run("least(2.5, 1)").unwrap(), Datum::Int(1));
+    // Mixed integer/decimal arguments give a DECIMAL, as in PostgreSQL.
+    assert!(matches!(run("least(2.5, 1)").unwrap(), Datum::Decimal(d) if d.to_string() == "1"));
 }
 
 #[test]
@@ -127,5 +128,19 @@ fn time_functions_and_intervals() {
     assert_eq!(text("INTERVAL '1 day' * 2"), "2 days");
     assert_eq!(run("now()").unwrap(), Datum::TimestampTz(0));
     assert_eq!(text("current_date"), "1970-01-01");
-    assert_eq!(run("'notadate'::date").unwrap_err().code(), "22P02");
+    // PostgreSQL's codes: not a date/time at all 22007, a field out of range 22008.
+    assert_eq!(run("'notadate'::date").unwrap_err().code(), "22007");
+    assert_eq!(run("'2023-02-29'::date").unwrap_err().code(), "22008");
+    assert_eq!(run("'2024-01-01 25:00:00'::timestamp").unwrap_err().code(), "22008");
+    assert_eq!(run("'x'::timestamptz").unwrap_err().code(), "22007");
+    assert_eq!(run("'soon'::interval").unwrap_err().code(), "22007");
+}
+
+#[test]
+fn float_to_int_rounds_half_to_even() {
+    // PostgreSQL casts float8 to integers with rint(): ties go to the even neighbour.
+    assert_eq!(run("2.5::FLOAT8::INT4").unwrap(), Datum::Int(2));
+    assert_eq!(run("3.5::FLOAT8::INT8").unwrap(), Datum::Int(4));
+    assert_eq!(run("(-0.5)::FLOAT8::INT2").unwrap(), Datum::Int(0));
+    assert_eq!(run("(-2.6)::FLOAT8::BIGINT").unwrap(), Datum::Int(-3));
 }

@@ -136,3 +136,36 @@ fn order_by_nulls_first_last_and_expressions() {
         vec![vec![json!("high"), json!(2)], vec![json!("low"), json!(2)]]
     );
 }
+
+#[test]
+fn mixed_numeric_branches_take_the_common_type() {
+    // GREATEST/LEAST/COALESCE/CASE over integers and decimals/floats are DECIMAL/FLOAT8 in
+    // PostgreSQL, for the column type and every value (was: typed after the first argument).
+    let mut t = MemTxn::with_database("db");
+    let r = run(
+        &mut t,
+        "SELECT greatest(1, 2.5, 0), least(3, 0.5), coalesce(NULL, 1, 2.5), CASE WHEN true THEN 1 ELSE 2.5 END, coalesce(1, 2.5::FLOAT8), least(3::INT2, 1::INT8)",
+    );
+    let tys: Vec<_> = r.columns.iter().map(|c| c.ty.as_str()).collect();
+    assert_eq!(tys, ["DECIMAL", "DECIMAL", "DECIMAL", "DECIMAL", "FLOAT8", "INT8"]);
+    assert_eq!(r.rows[0], vec![json!("2.5"), json!("0.5"), json!("1"), json!("1"), json!(1.0), json!(1)]);
+}
+
+#[test]
+fn in_empty_subquery_is_false_even_for_null() {
+    // PostgreSQL: NULL IN (no rows) is false and NULL NOT IN (no rows) is true (was NULL).
+    let mut t = MemTxn::with_database("db");
+    run(&mut t, "CREATE TABLE q (id INT PRIMARY KEY, v INT)");
+    run(&mut t, "INSERT INTO q VALUES (1, 1)");
+    let r = rows(
+        &mut t,
+        "SELECT NULL::INT8 IN (SELECT v FROM q WHERE false), NULL::INT8 NOT IN (SELECT v FROM q WHERE false), NULL::INT8 IN (SELECT v FROM q)",
+    );
+    assert_eq!(r[0], vec![json!(false), json!(true), Value::Null]);
+}
+
+#[test]
+fn concat_prints_booleans_as_t_f() {
+    let mut t = MemTxn::with_database("db");
+    assert_eq!(rows(&mut t, "SELECT concat('a', 1, NULL, true, false)")[0], vec![json!("a1tf")]);
+}
