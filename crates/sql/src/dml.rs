@@ -15,7 +15,7 @@ use crate::error::{SqlError, codes};
 use crate::eval::eval;
 use crate::exec::{Column, Ctx, QueryResult, load_table};
 use crate::expr::{Compiler, Scalar, ScopeCol, ident_name, table_scope, unsupported};
-use crate::from::{conjuncts, finalize, is_default, plan_from, push};
+use crate::from::{apply_filter, finalize, is_default, plan_from};
 use crate::query::{compile_full, plan_query};
 use crate::rel::{Meter, Rel, Row, bind_rowids};
 use crate::txn::TxnClient;
@@ -327,17 +327,7 @@ async fn plan_target<T: TxnClient>(
     let mut c_args = Compiler::new(scope.clone(), ctx.args, ctx.now);
     if let Some(w) = selection {
         let f = compile_full(txn, ctx, &mut c_args, w, &[]).await?;
-        let mut cs = Vec::new();
-        conjuncts(f, &mut cs);
-        let mut rest = None;
-        for p in cs {
-            if let Some(r) = push(&mut rel, p) {
-                rest = Some(crate::from::and(rest, r));
-            }
-        }
-        if let Some(r) = rest {
-            rel = Rel::Filter { input: Box::new(rel), pred: r };
-        }
+        rel = apply_filter(rel, f);
     }
     let types: Vec<_> = scope.iter().map(|s| s.ty).collect();
     finalize(&mut rel, &types)?;

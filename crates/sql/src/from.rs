@@ -39,6 +39,24 @@ pub(crate) fn and(a: Option<Scalar>, b: Scalar) -> Scalar {
     }
 }
 
+/// Splits `filter` into conjuncts, pushes each as deep into `rel` as it can go, and keeps what
+/// must stay above `rel` in a filter node on top.
+pub(crate) fn apply_filter(rel: Rel, filter: Scalar) -> Rel {
+    let mut rel = rel;
+    let mut cs = Vec::new();
+    conjuncts(filter, &mut cs);
+    let mut rest = None;
+    for p in cs {
+        if let Some(r) = push(&mut rel, p) {
+            rest = Some(and(rest, r));
+        }
+    }
+    match rest {
+        Some(pred) => Rel::Filter { input: Box::new(rel), pred },
+        None => rel,
+    }
+}
+
 /// Pushes a predicate (over `rel`'s columns) as deep as possible; returns it if it must stay
 /// above `rel`.
 pub(crate) fn push(rel: &mut Rel, pred: Scalar) -> Option<Scalar> {

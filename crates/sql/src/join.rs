@@ -152,32 +152,14 @@ impl JoinNode {
                         && let Some(cands) = self.index.get(&group_key(&ks))
                     {
                         for &i in cands {
-                            let Some(r) = self.built.as_ref().and_then(|rows| rows.get(i)) else { continue };
-                            let mut c = l.clone();
-                            c.extend(r.iter().cloned());
-                            if self.accept(&c)? {
-                                any = true;
-                                if let Some(m) = self.matched.get_mut(i) {
-                                    *m = true;
-                                }
-                                out.push(c);
-                            }
+                            any |= probe(&self.on, self.built.as_deref(), &mut self.matched, &l, i, &mut out)?;
                         }
                     }
                 }
                 Method::Nested => {
                     let n = self.built.as_ref().map(Vec::len).unwrap_or(0);
                     for i in 0..n {
-                        let Some(r) = self.built.as_ref().and_then(|rows| rows.get(i)) else { continue };
-                        let mut c = l.clone();
-                        c.extend(r.iter().cloned());
-                        if self.accept(&c)? {
-                            any = true;
-                            if let Some(m) = self.matched.get_mut(i) {
-                                *m = true;
-                            }
-                            out.push(c);
-                        }
+                        any |= probe(&self.on, self.built.as_deref(), &mut self.matched, &l, i, &mut out)?;
                     }
                 }
             }
@@ -223,4 +205,31 @@ impl JoinNode {
         }
         Ok(Some(row))
     }
+}
+
+/// Joins left row `l` with built row `i` when the ON condition accepts the pair: pushes the
+/// combined row, marks the built row matched (for RIGHT/FULL joins) and says whether it matched.
+fn probe(
+    on: &Option<Scalar>,
+    built: Option<&[Row]>,
+    matched: &mut [bool],
+    l: &[Datum],
+    i: usize,
+    out: &mut Vec<Row>,
+) -> Result<bool, SqlError> {
+    let Some(r) = built.and_then(|rows| rows.get(i)) else { return Ok(false) };
+    let mut c = Vec::with_capacity(l.len() + r.len());
+    c.extend_from_slice(l);
+    c.extend(r.iter().cloned());
+    let ok = match on {
+        None => true,
+        Some(on) => passes(on, &c)?,
+    };
+    if ok {
+        if let Some(m) = matched.get_mut(i) {
+            *m = true;
+        }
+        out.push(c);
+    }
+    Ok(ok)
 }

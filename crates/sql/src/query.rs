@@ -14,7 +14,7 @@ use crate::datum::Datum;
 use crate::error::{SqlError, codes};
 use crate::exec::{Column, Ctx, QueryResult};
 use crate::expr::{AggSpec, Compiler, Scalar, ScopeCol, SubqKind, ident_name, unsupported};
-use crate::from::{conjuncts, finalize, plan_from, push};
+use crate::from::{apply_filter, finalize, plan_from};
 use crate::rel::{BoxFut, Meter, Rel, SetKind, SetNode, SortKey};
 use crate::txn::TxnClient;
 use sqlparser::ast::{
@@ -246,6 +246,21 @@ fn output_name(e: &Expr) -> String {
     }
 }
 
+/// The select-list item a positional reference (`ORDER BY 2`, `GROUP BY 1`) names, or 42P10.
+fn select_list_item(e: &Expr, proj: &[(String, Scalar)], clause: &str) -> Result<Scalar, SqlError> {
+    let n = match e {
+        Expr::Value(v) => match &v.value {
+            Value::Number(n, _) => n.parse::<usize>().ok(),
+            _ => None,
+        },
+        _ => None,
+    };
+    match n.and_then(|n| n.checked_sub(1)).and_then(|i| proj.get(i)) {
+        Some((_, s)) => Ok(s.clone()),
+        None => Err(SqlError::user("42P10", format!("{clause} position {e} is not in select list"))),
+    }
+}
+
 /// ORDER BY keys: output positions, output aliases, or expressions over the input scope.
 fn order_keys(c: &mut Compiler<'_>, ob: &OrderBy, proj: &[(String, Scalar)], input_names: &[String]) -> Result<Vec<SortKey>, SqlError> {
     let OrderByKind::Expressions(exprs) = &ob.kind else {
@@ -254,16 +269,7 @@ fn order_keys(c: &mut Compiler<'_>, ob: &OrderBy, proj: &[(String, Scalar)], inp
     let mut keys = Vec::new();
     for o in exprs {
         let expr = match &o.expr {
-            Expr::Value(v) if matches!(v.value, Value::Number(..)) => {
-                let n = match &v.value {
-                    Value::Number(n, _) => n.parse::<usize>().ok(),
-                    _ => None,
-                };
-                match n.and_then(|n| n.checked_sub(1)).and_then(|i| proj.get(i)) {
-                    Some((_, s)) => s.clone(),
-                    None => return Err(SqlError::user("42P10", format!("ORDER BY position {} is not in select list", o.expr))),
-                }
-            }
+            Expr::Value(v) if matches!(v.value, Value::Number(..)) => select_list_item(&o.expr, proj, "ORDER BY")?,
             Expr::Identifier(id) if !input_names.contains(&ident_name(id)) && proj.iter().any(|(n, _)| *n == ident_name(id)) => {
                 let name = ident_name(id);
                 proj.iter().find(|(n, _)| *n == name).map(|(_, s)| s.clone()).unwrap_or(Scalar::Lit(Datum::Null))
@@ -316,17 +322,7 @@ async fn plan_select<T: TxnClient>(
     let mut c = Compiler::new(scope.clone(), ctx.args, ctx.now);
     if let Some(w) = &sel.selection {
         let filter = compile_full(txn, ctx, &mut c, w, ctes).await?;
-        let mut cs = Vec::new();
-        conjuncts(filter, &mut cs);
-        let mut rest = None;
-        for p in cs {
-            if let Some(r) = push(&mut rel, p) {
-                rest = Some(crate::from::and(rest, r));
-            }
-        }
-        if let Some(r) = rest {
-            rel = Rel::Filter { input: Box::new(rel), pred: r };
-        }
+        rel = apply_filter(rel, filter);
     }
     let types: Vec<Option<SqlType>> = scope.iter().map(|s| s.ty).collect();
     finalize(&mut rel, &types)?;
@@ -364,16 +360,7 @@ async fn plan_select<T: TxnClient>(
         GroupByExpr::Expressions(exprs, mods) if mods.is_empty() => {
             for e in exprs {
                 let s = match e {
-                    Expr::Value(v) if matches!(v.value, Value::Number(..)) => {
-                        let n = match &v.value {
-                            Value::Number(n, _) => n.parse::<usize>().ok(),
-                            _ => None,
-                        };
-                        match n.and_then(|n| n.checked_sub(1)).and_then(|i| proj.get(i)) {
-                            Some((_, s)) => s.clone(),
-                            None => return Err(SqlError::user("42P10", format!("GROUP BY position {e} is not in select list"))),
-                        }
-                    }
+                    Expr::Value(v) if matches!(v.value, Value::Number(..)) => select_list_item(e, proj.as_slice(), "GROUP BY")?,
                     Expr::Identifier(id)
                         if scope.iter().all(|s| s.name != ident_name(id)) && proj.iter().any(|(n, _)| *n == ident_name(id)) =>
                     {
