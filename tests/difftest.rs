@@ -189,14 +189,6 @@ const KNOWN: &[Known] = &[
         },
     },
     Known {
-        name: "AND/OR do not short-circuit",
-        reason: "Meridian evaluates both operands of AND/OR, so `false AND 1 % 0 = 1` fails with 22012/22003; \
-                 PostgreSQL stops at the first operand that decides the result",
-        applies: |sql, m, p| {
-            matches!(m_err(m), Some("22012" | "22003")) && p_err(p).is_none() && (sql.contains(" AND ") || sql.contains(" OR "))
-        },
-    },
-    Known {
         name: "LIMIT 0 still evaluates WHERE",
         reason: "PostgreSQL fetches no row for LIMIT 0, so a failing WHERE is never evaluated; Meridian filters first \
                  and reports the error",
