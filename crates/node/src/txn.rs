@@ -33,13 +33,17 @@ pub struct Txn {
     /// Whether `read_ts` was chosen by a leaseholder's clock other than the one being read.
     writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     reads: Vec<(RangeId, Span)>,
+    /// Point reads already made: at the transaction's one read timestamp they cannot change, so
+    /// a second read of a key (an upsert checks its key, then inserts, which checks again) is
+    /// answered here instead of by another round trip.
+    got: std::collections::HashMap<Vec<u8>, Option<Vec<u8>>>,
     /// The commit (or read) timestamp once finished.
     pub timestamp: Option<Timestamp>,
 }
 
 impl Txn {
     pub fn new(node: Arc<Node>, deadline: Instant, read_ts: Option<Timestamp>) -> Txn {
-        Txn { node, deadline, read_ts, writes: BTreeMap::new(), reads: Vec::new(), timestamp: None }
+        Txn { node, deadline, read_ts, writes: BTreeMap::new(), reads: Vec::new(), got: Default::default(), timestamp: None }
     }
 
     fn uncertainty(&self) -> Option<Timestamp> {
@@ -387,10 +391,16 @@ impl TxnClient for Txn {
         if let Some(v) = self.writes.get(key) {
             return Ok(v.clone());
         }
+        if let Some(v) = self.got.get(key) {
+            return Ok(v.clone());
+        }
         let (desc, res) = self.read(key, ReadOp::Get { key: key.to_vec() }).await?;
         self.reads.push((desc.range_id, Span::point(key)));
         match res {
-            ReadResult::Get(v) => Ok(v),
+            ReadResult::Get(v) => {
+                self.got.insert(key.to_vec(), v.clone());
+                Ok(v)
+            }
             _ => Err(SqlError::Kv(KvError::Internal("unexpected result".into()))),
         }
     }
