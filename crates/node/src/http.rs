@@ -113,6 +113,9 @@ fn kv_error(k: KvError) -> ApiError {
             retryable: false,
         },
         KvError::Ambiguous(_) => ApiError { status: StatusCode::SERVICE_UNAVAILABLE, code: "40003", message: msg, retryable: false },
+        KvError::KeyExists { .. } => {
+            ApiError { status: StatusCode::CONFLICT, code: "23505", message: "duplicate key value".into(), retryable: false }
+        }
         KvError::Internal(_) => {
             tracing::error!(error = %msg, "internal error");
             ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, code: "XX000", message: msg, retryable: false }

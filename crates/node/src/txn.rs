@@ -37,13 +37,25 @@ pub struct Txn {
     /// a second read of a key (an upsert checks its key, then inserts, which checks again) is
     /// answered here instead of by another round trip.
     got: std::collections::HashMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Buffered writes conditional on their key holding no row at commit (`put_absent`), with
+    /// the error to report if one does.
+    absent: std::collections::HashMap<Vec<u8>, SqlError>,
     /// The commit (or read) timestamp once finished.
     pub timestamp: Option<Timestamp>,
 }
 
 impl Txn {
     pub fn new(node: Arc<Node>, deadline: Instant, read_ts: Option<Timestamp>) -> Txn {
-        Txn { node, deadline, read_ts, writes: BTreeMap::new(), reads: Vec::new(), got: Default::default(), timestamp: None }
+        Txn {
+            node,
+            deadline,
+            read_ts,
+            writes: BTreeMap::new(),
+            reads: Vec::new(),
+            got: Default::default(),
+            absent: Default::default(),
+            timestamp: None,
+        }
     }
 
     fn uncertainty(&self) -> Option<Timestamp> {
@@ -102,15 +114,23 @@ impl Txn {
             ));
         }
         let read_spans = self.reads.iter().filter(|(r, _)| *r == desc.range_id).map(|(_, s)| s.clone()).collect();
-        let writes = std::mem::take(&mut self.writes).into_iter().map(|(key, value)| Write { key, value }).collect();
+        let writes = std::mem::take(&mut self.writes)
+            .into_iter()
+            .map(|(key, value)| {
+                let absent = self.absent.contains_key(&key);
+                Write { key, value, absent }
+            })
+            .collect();
         let req = KvRequest::Write(WriteRequest { range_id: desc.range_id, read_ts: self.read_ts, read_spans, writes });
-        match self.node.router.send(&desc, req, self.deadline).await? {
-            KvResponse::Write(w) => {
+        match self.node.router.send(&desc, req, self.deadline).await {
+            Ok(KvResponse::Write(w)) => {
                 self.node.hlc.update(w.commit_ts);
                 self.timestamp = Some(w.commit_ts);
                 Ok(w.commit_ts)
             }
-            _ => Err(SqlError::Kv(KvError::Internal("unexpected response".into()))),
+            Ok(_) => Err(SqlError::Kv(KvError::Internal("unexpected response".into()))),
+            Err(KvError::KeyExists { key }) => Err(self.absent.remove(&key).unwrap_or(SqlError::Kv(KvError::KeyExists { key }))),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -476,6 +496,24 @@ impl TxnClient for Txn {
 
     fn delete(&mut self, key: Vec<u8>) {
         self.writes.insert(key, None);
+    }
+
+    /// Decided at once when this transaction already knows the key (it wrote or read it);
+    /// otherwise deferred to commit, where the range checks it as it applies the write.
+    async fn put_absent(&mut self, key: Vec<u8>, value: Vec<u8>, err: SqlError) -> Result<(), SqlError> {
+        let known = match self.writes.get(&key) {
+            Some(v) => Some(v.is_some()),
+            None => self.got.get(&key).map(|v| v.is_some()),
+        };
+        match known {
+            Some(true) => return Err(err),
+            Some(false) => {}
+            None => {
+                self.absent.insert(key.clone(), err);
+            }
+        }
+        self.writes.insert(key, Some(value));
+        Ok(())
     }
 }
 

@@ -7,6 +7,8 @@
 //! - A write whose read spans hold a version newer than its read timestamp is rejected
 //!   (`Conflict`), on every replica alike, and changes nothing.
 //! - Keys outside the descriptor's span are never written.
+//! - A write conditional on its key being absent (`Write::absent`) that finds a live value
+//!   fails the whole command (`KeyExists`), which changes nothing.
 
 use meridian_raft_glue::Fsm;
 use meridian_storage::{Batch, Cf, Engine, mvcc};
@@ -44,6 +46,8 @@ pub enum ApplyResult {
     Ok,
     Committed(Timestamp),
     Conflict(Timestamp),
+    /// A write conditional on absence found this key live.
+    KeyExists(Vec<u8>),
     OutOfRange,
     Dropped,
     Invalid(String),
@@ -61,9 +65,10 @@ pub struct RangeFsm {
     range_id: RangeId,
     hlc: Arc<Hlc>,
     state: RwLock<RangeState>,
-    /// Keys written (with their commit timestamps) by entries applied into the batch that is
-    /// not written to the engine yet: validation must see them (see `Fsm::apply`).
-    unflushed: std::sync::Mutex<Vec<(Vec<u8>, Timestamp)>>,
+    /// Keys written (with their commit timestamps, and whether the write deleted) by entries
+    /// applied into the batch that is not written to the engine yet: validation must see them
+    /// (see `Fsm::apply`).
+    unflushed: std::sync::Mutex<Vec<(Vec<u8>, Timestamp, bool)>>,
     /// The last applied log index, for waiters.
     applied: watch::Sender<u64>,
 }
@@ -109,7 +114,8 @@ impl RangeFsm {
             // Fast path: nothing at all was written in this range after the read.
             if st.last_write_ts > rts {
                 let unflushed = self.unflushed.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some((_, ts)) = unflushed.iter().find(|(k, ts)| *ts > rts && read_spans.iter().any(|s| *k >= s.start && *k < s.end))
+                if let Some((_, ts, _)) =
+                    unflushed.iter().find(|(k, ts, _)| *ts > rts && read_spans.iter().any(|s| *k >= s.start && *k < s.end))
                 {
                     return ApplyResult::Conflict(*ts);
                 }
@@ -124,6 +130,11 @@ impl RangeFsm {
                 }
             }
         }
+        for w in writes.iter().filter(|w| w.absent) {
+            if self.is_live(engine, &w.key) {
+                return ApplyResult::KeyExists(w.key.clone());
+            }
+        }
         let mut commit_ts = proposal_ts.max(st.last_write_ts.next());
         if let Some(rts) = read_ts {
             commit_ts = commit_ts.max(rts.next());
@@ -131,11 +142,27 @@ impl RangeFsm {
         let mut unflushed = self.unflushed.lock().unwrap_or_else(|e| e.into_inner());
         for w in writes {
             mvcc::put(batch, engine, &w.key, commit_ts, w.value.as_deref());
-            unflushed.push((w.key.clone(), commit_ts));
+            unflushed.push((w.key.clone(), commit_ts, w.value.is_none()));
         }
         st.last_write_ts = commit_ts;
         self.hlc.forward(commit_ts);
         ApplyResult::Committed(commit_ts)
+    }
+}
+
+impl RangeFsm {
+    /// Whether `key` holds a live value, counting writes applied but not yet flushed.
+    fn is_live(&self, engine: &Engine, key: &[u8]) -> bool {
+        let unflushed = self.unflushed.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, _, deleted)) = unflushed.iter().rev().find(|(k, _, _)| k == key) {
+            return !deleted;
+        }
+        drop(unflushed);
+        match mvcc::get(engine, key, Timestamp::MAX, None) {
+            Ok(v) => v.is_some(),
+            // A storage read failure here must not let replicas diverge: stop.
+            Err(e) => panic!("r{}: storage failure during apply: {e:?}", self.range_id),
+        }
     }
 }
 
@@ -215,7 +242,7 @@ mod tests {
     }
 
     fn w(k: &str, v: &str) -> Write {
-        Write { key: k.as_bytes().to_vec(), value: Some(v.as_bytes().to_vec()) }
+        Write::put(k.as_bytes().to_vec(), v.as_bytes().to_vec())
     }
 
     #[test]
@@ -312,5 +339,42 @@ mod tests {
         f.applied(3);
         assert_eq!(mvcc::get(&e, b"c", Timestamp::MAX, None).unwrap(), None);
         assert_eq!(mvcc::get(&e, b"b", Timestamp::MAX, None).unwrap(), Some(b"1".to_vec()));
+    }
+    #[test]
+    fn a_write_conditional_on_absence_fails_whole_when_the_key_is_live() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Engine::open(dir.path()).unwrap();
+        let f = RangeFsm::open(7, &e, Arc::new(Hlc::system(500_000_000)));
+        assert_eq!(apply(&f, &e, RangeCommand::SetDescriptor(desc())), ApplyResult::Ok);
+        f.applied(1);
+        let absent = |k: &str, v: &str| Write { absent: true, ..w(k, v) };
+        let cmd = |writes: Vec<Write>| {
+            RangeCommand::Write(WriteCmd { proposal_ts: Timestamp::new(10, 0), read_ts: None, read_spans: vec![], writes })
+        };
+        assert!(matches!(apply(&f, &e, cmd(vec![absent("b", "1")])), ApplyResult::Committed(_)));
+        f.applied(2);
+        // b is live: the command fails and its other write does not happen.
+        assert_eq!(apply(&f, &e, cmd(vec![absent("b", "2"), w("c", "x")])), ApplyResult::KeyExists(b"b".to_vec()));
+        assert_eq!(mvcc::get(&e, b"c", Timestamp::MAX, None).unwrap(), None);
+        assert_eq!(mvcc::get(&e, b"b", Timestamp::MAX, None).unwrap(), Some(b"1".to_vec()));
+        // Within one unflushed batch: a delete makes the key absent again, a put makes it live.
+        let mut b = Batch::new();
+        let del = RangeCommand::Write(WriteCmd {
+            proposal_ts: Timestamp::new(20, 0),
+            read_ts: None,
+            read_spans: vec![],
+            writes: vec![Write { key: b"b".to_vec(), value: None, absent: false }, w("d", "1")],
+        });
+        let r: ApplyResult = postcard::from_bytes(&f.apply(&e, &mut b, 3, &postcard::to_stdvec(&del).unwrap())).unwrap();
+        assert!(matches!(r, ApplyResult::Committed(_)));
+        let r: ApplyResult =
+            postcard::from_bytes(&f.apply(&e, &mut b, 4, &postcard::to_stdvec(&cmd(vec![absent("d", "2")])).unwrap())).unwrap();
+        assert_eq!(r, ApplyResult::KeyExists(b"d".to_vec()), "d is live in the unflushed batch");
+        let r: ApplyResult =
+            postcard::from_bytes(&f.apply(&e, &mut b, 5, &postcard::to_stdvec(&cmd(vec![absent("b", "3")])).unwrap())).unwrap();
+        assert!(matches!(r, ApplyResult::Committed(_)), "b was deleted in the unflushed batch: {r:?}");
+        e.write(b).unwrap();
+        f.applied(5);
+        assert_eq!(mvcc::get(&e, b"b", Timestamp::MAX, None).unwrap(), Some(b"3".to_vec()));
     }
 }

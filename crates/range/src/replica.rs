@@ -181,6 +181,7 @@ impl Replica {
             ApplyResult::Conflict(ts) => {
                 Err(KvError::WriteConflict(format!("a value read was written at {ts} after the transaction read it")))
             }
+            ApplyResult::KeyExists(key) => Err(KvError::KeyExists { key }),
             ApplyResult::OutOfRange => Err(KvError::KeyOutOfRange { range_id: self.range_id() }),
             ApplyResult::Dropped => Err(KvError::RangeNotFound { range_id: self.range_id() }),
             r @ (ApplyResult::Ok | ApplyResult::Invalid(_)) => Err(KvError::Internal(format!("unexpected apply result {r:?}"))),

@@ -99,7 +99,7 @@ impl Cluster {
                     range_id: range,
                     read_ts: None,
                     read_spans: vec![],
-                    writes: vec![Write { key: key.to_vec(), value: Some(val.to_vec()) }],
+                    writes: vec![Write::put(key.to_vec(), val.to_vec())],
                 });
                 match tokio::time::timeout(Duration::from_millis(500), self.store(l).handle_kv(req)).await {
                     Ok(KvResponse::Write(w)) => return Ok(w.commit_ts),
@@ -175,7 +175,7 @@ async fn two_ranges_replicate_and_serve_linearizable_reads() {
         range_id: 10,
         read_ts: None,
         read_spans: vec![],
-        writes: vec![Write { key: b"\x0bzz".to_vec(), value: Some(b"no".to_vec()) }],
+        writes: vec![Write::put(b"\x0bzz".to_vec(), b"no".to_vec())],
     });
     assert!(matches!(c.store(l).handle_kv(req).await, KvResponse::Error(KvError::KeyOutOfRange { .. })));
 }
@@ -192,7 +192,7 @@ async fn partitioned_leader_loses_writes_majority_elects_and_heal_catches_up() {
         range_id: 10,
         read_ts: None,
         read_spans: vec![],
-        writes: vec![Write { key: b"\x0ak".to_vec(), value: Some(b"lost".to_vec()) }],
+        writes: vec![Write::put(b"\x0ak".to_vec(), b"lost".to_vec())],
     });
     let isolated = tokio::time::timeout(Duration::from_secs(2), c.store(old).handle_kv(req)).await;
     assert!(!matches!(isolated, Ok(KvResponse::Write(_))), "a minority leader must not acknowledge a write");
@@ -210,7 +210,7 @@ async fn partitioned_leader_loses_writes_majority_elects_and_heal_catches_up() {
         range_id: 10,
         read_ts: None,
         read_spans: vec![],
-        writes: vec![Write { key: b"\x0ak".to_vec(), value: Some(b"v2".to_vec()) }],
+        writes: vec![Write::put(b"\x0ak".to_vec(), b"v2".to_vec())],
     });
     assert!(matches!(c.store(new).handle_kv(req).await, KvResponse::Write(_)));
     // The old leader cannot serve a stale read.

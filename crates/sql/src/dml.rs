@@ -245,6 +245,9 @@ pub(crate) async fn insert<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, ins: &Inser
             }
         },
     }
+    // An UPSERT that sets every column of a table without secondary indexes replaces whatever
+    // row is there without looking at it: a blind write, no read round trip.
+    let blind_upsert = upsert && ins.on.is_none() && w.table.indexes.is_empty() && targets.len() == ncols;
     let mut count = 0u64;
     for vals in source {
         let mut row: Vec<Option<Datum>> = vec![None; ncols];
@@ -261,6 +264,14 @@ pub(crate) async fn insert<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, ins: &Inser
             });
         }
         w.validate(&full)?;
+        if blind_upsert {
+            w.put(txn, &full)?;
+            if let Some(r) = ret.as_mut() {
+                r.add(&full, ctx)?;
+            }
+            count += 1;
+            continue;
+        }
         if (do_nothing || do_update.is_some())
             && let Some((name, existing_key)) = w.find_conflict(txn, &full, None).await?
         {

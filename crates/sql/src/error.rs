@@ -28,6 +28,7 @@ impl SqlError {
             SqlError::Kv(KvError::WriteConflict(_)) | SqlError::Kv(KvError::ReadUncertainty { .. }) => "40001",
             SqlError::Kv(KvError::Unavailable(_)) => "08006",
             SqlError::Kv(KvError::Timeout) => "57014",
+            SqlError::Kv(KvError::KeyExists { .. }) => "23505",
             SqlError::Kv(_) => "XX000",
         }
     }

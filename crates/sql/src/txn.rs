@@ -38,4 +38,18 @@ pub trait TxnClient: Send {
     fn scan(&mut self, start: &[u8], end: &[u8], limit: usize) -> impl Future<Output = Result<Vec<(Vec<u8>, Vec<u8>)>, SqlError>> + Send;
     fn put(&mut self, key: Vec<u8>, value: Vec<u8>);
     fn delete(&mut self, key: Vec<u8>);
+    /// Writes `key` only if it holds no row; otherwise the transaction fails with `err` (an
+    /// INSERT's 23505). The check may happen now (this default: a read, then a put) or be
+    /// deferred to commit, where the range evaluates it atomically with the write and the
+    /// transaction saves a round trip; either way a failed check writes nothing. A deferred
+    /// failure surfaces from the commit, after later statements of the same request ran.
+    fn put_absent(&mut self, key: Vec<u8>, value: Vec<u8>, err: SqlError) -> impl Future<Output = Result<(), SqlError>> + Send {
+        async move {
+            if self.get(&key).await?.is_some() {
+                return Err(err);
+            }
+            self.put(key, value);
+            Ok(())
+        }
+    }
 }

@@ -116,24 +116,42 @@ impl Writer {
         SqlError::user(codes::UNIQUE, format!("duplicate key value violates unique constraint \"{name}\""))
     }
 
-    /// Writes a new row after checking every constraint.
+    /// Writes a new row after checking every constraint. Unique indexes are checked by reads
+    /// now; the primary key by a write conditional on the key being absent (`put_absent`), which
+    /// the storage layer may evaluate at commit instead of with a read round trip first.
     pub async fn insert<T: TxnClient>(&self, txn: &mut T, row: &[Datum]) -> Result<(), SqlError> {
         self.validate(row)?;
-        if let Some((name, _)) = self.find_conflict(txn, row, None).await? {
-            return Err(Self::duplicate(&name));
+        let key = row_key(&self.table, row)?;
+        for idx in self.table.indexes.iter().filter(|i| i.unique) {
+            let Some(ik) = index_key(&self.table, idx, row)? else { continue };
+            if let Some(pk_suffix) = txn.get(&ik).await? {
+                let mut existing = rows_prefix(&self.table);
+                existing.extend_from_slice(&pk_suffix);
+                if existing != key {
+                    return Err(Self::duplicate(&idx.name));
+                }
+            }
         }
-        self.put(txn, row)
+        self.put_index_entries(txn, &key, row)?;
+        txn.put_absent(key, encode_row(&self.table, row), Self::duplicate(&self.table.pkey_name())).await
     }
 
-    fn put<T: TxnClient>(&self, txn: &mut T, row: &[Datum]) -> Result<(), SqlError> {
+    /// Writes `row` and its index entries without any check (the caller did them, or an
+    /// UPSERT on a table without indexes overwrites whatever is there).
+    pub(crate) fn put<T: TxnClient>(&self, txn: &mut T, row: &[Datum]) -> Result<(), SqlError> {
         let key = row_key(&self.table, row)?;
+        self.put_index_entries(txn, &key, row)?;
+        txn.put(key, encode_row(&self.table, row));
+        Ok(())
+    }
+
+    fn put_index_entries<T: TxnClient>(&self, txn: &mut T, key: &[u8], row: &[Datum]) -> Result<(), SqlError> {
         let prefix_len = rows_prefix(&self.table).len();
         for idx in self.table.indexes.iter().filter(|i| i.unique) {
             if let Some(ik) = index_key(&self.table, idx, row)? {
                 txn.put(ik, key.get(prefix_len..).unwrap_or_default().to_vec());
             }
         }
-        txn.put(key.clone(), encode_row(&self.table, row));
         Ok(())
     }
 

@@ -31,6 +31,9 @@ pub enum KvError {
     /// it may or may not have committed.
     #[error("result is ambiguous: {0}")]
     Ambiguous(String),
+    /// A write conditional on its key being absent found a live value there.
+    #[error("key already exists")]
+    KeyExists { key: Vec<u8> },
     #[error("internal error: {0}")]
     Internal(String),
 }

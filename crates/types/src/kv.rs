@@ -72,6 +72,16 @@ pub struct Write {
     pub key: Vec<u8>,
     /// `None` deletes the key (writes a tombstone version).
     pub value: Option<Vec<u8>>,
+    /// Write only if the key has no live value when the write applies; otherwise the whole
+    /// request fails with `KvError::KeyExists` and changes nothing. An INSERT's primary-key
+    /// check rides on its write this way instead of costing a read round trip first.
+    pub absent: bool,
+}
+
+impl Write {
+    pub fn put(key: Vec<u8>, value: Vec<u8>) -> Write {
+        Write { key, value: Some(value), absent: false }
+    }
 }
 
 /// The write half of a one-range transaction.
