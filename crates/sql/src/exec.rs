@@ -19,9 +19,6 @@ use crate::rel::Budget;
 use crate::txn::TxnClient;
 use crate::{alter, ddl, dml, explain, query, show};
 use sqlparser::ast::{ObjectName, ObjectType, ShowCreateObject, Statement};
-use sqlparser::dialect::PostgreSqlDialect;
-use sqlparser::parser::Parser;
-use sqlparser::tokenizer::{Token, Tokenizer};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Column {
@@ -86,27 +83,6 @@ pub async fn execute<T: TxnClient>(
     Ok(out)
 }
 
-/// `UPSERT INTO t ...` is CockroachDB syntax sqlparser does not know: it becomes `INSERT INTO t
-/// ...` and is flagged so the insert replaces rows with the same primary key.
-fn strip_upsert(sql: &str) -> (std::borrow::Cow<'_, str>, bool) {
-    let trimmed = sql.trim_start();
-    if trimmed.len() >= 6 && trimmed.is_char_boundary(6) && trimmed[..6].eq_ignore_ascii_case("upsert") {
-        return (format!("INSERT{}", &trimmed[6..]).into(), true);
-    }
-    (sql.into(), false)
-}
-
-/// A parse error in PostgreSQL's words where possible (`syntax error at or near "x"`).
-fn syntax_error(e: sqlparser::parser::ParserError) -> SqlError {
-    let msg = e.to_string();
-    let found = msg.split(", found: ").nth(1).map(|rest| rest.split(" at Line").next().unwrap_or(rest).trim().to_string());
-    match found {
-        Some(tok) if tok == "EOF" => SqlError::user(codes::SYNTAX, "syntax error at end of input"),
-        Some(tok) => SqlError::user(codes::SYNTAX, format!("syntax error at or near \"{tok}\"")),
-        None => SqlError::user(codes::SYNTAX, msg.trim_start_matches("sql parser error: ").to_string()),
-    }
-}
-
 async fn execute_one<T: TxnClient>(
     txn: &mut T,
     database: &str,
@@ -115,15 +91,8 @@ async fn execute_one<T: TxnClient>(
     now: i64,
     budget: &Budget,
 ) -> Result<QueryResult, SqlError> {
-    let dialect = PostgreSqlDialect {};
-    let (sql_text, upsert) = strip_upsert(sql);
-    let sql: &str = &sql_text;
-    let mut stmts = Parser::parse_sql(&dialect, sql).map_err(syntax_error)?;
-    if stmts.len() != 1 {
-        let msg = if stmts.is_empty() { "empty statement" } else { "one statement per entry" };
-        return Err(SqlError::user(codes::SYNTAX, msg));
-    }
-    let expected = placeholder_count(sql)?;
+    let parsed = crate::parse_cache::parse(sql)?;
+    let expected = parsed.placeholders;
     if expected != json_args.len() {
         return Err(SqlError::user(
             codes::PROTOCOL,
@@ -132,13 +101,8 @@ async fn execute_one<T: TxnClient>(
     }
     let args = json_args.iter().map(Datum::from_json).collect::<Result<Vec<_>, _>>()?;
     let ctx = Ctx { db: database, args: &args, now, budget: budget.clone() };
-    let Some(stmt) = stmts.pop() else {
-        return Err(SqlError::user(codes::SYNTAX, "empty statement"));
-    };
-    if upsert && !matches!(stmt, Statement::Insert(_)) {
-        return Err(SqlError::user(codes::SYNTAX, "syntax error at or near \"UPSERT\""));
-    }
-    match &stmt {
+    let upsert = parsed.upsert;
+    match &parsed.stmt {
         Statement::Query(q) => query::select(txn, &ctx, q).await,
         Statement::Insert(ins) => dml::insert(txn, &ctx, ins, upsert).await,
         Statement::Update(up) => dml::update(txn, &ctx, up).await,
@@ -167,20 +131,6 @@ async fn execute_one<T: TxnClient>(
     }
 }
 
-/// The highest `$n` placeholder in the statement text (0 if none).
-fn placeholder_count(sql: &str) -> Result<usize, SqlError> {
-    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize().map_err(|e| SqlError::user(codes::SYNTAX, e.to_string()))?;
-    let mut max = 0;
-    for t in tokens {
-        if let Token::Placeholder(p) = t
-            && let Some(n) = p.strip_prefix('$').and_then(|n| n.parse::<usize>().ok())
-        {
-            max = max.max(n);
-        }
-    }
-    Ok(max)
-}
-
 /// Resolves `t` or `db.t` to (database, table), normalizing case.
 pub(crate) fn table_ref(ctx: &Ctx<'_>, name: &ObjectName) -> Result<(String, String), SqlError> {
     let parts = name
@@ -207,15 +157,4 @@ pub(crate) async fn load_table<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, name: &
         return Err(SqlError::user(codes::UNDEFINED_DATABASE, format!("database \"{db}\" does not exist")));
     }
     Err(SqlError::user(codes::UNDEFINED_TABLE, format!("relation \"{t}\" does not exist")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn placeholders_are_counted_from_tokens() {
-        assert_eq!(placeholder_count("SELECT $1 + $3, '$9'").unwrap(), 3);
-        assert_eq!(placeholder_count("SELECT 1").unwrap(), 0);
-    }
 }

@@ -34,6 +34,7 @@ mod dml;
 mod explain;
 mod from;
 mod join;
+mod parse_cache;
 mod query;
 mod show;
 mod write;
