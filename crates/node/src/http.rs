@@ -96,7 +96,7 @@ impl From<SqlError> for ApiError {
 fn kv_error(k: KvError) -> ApiError {
     let msg = k.to_string();
     match k {
-        KvError::WriteConflict(_) | KvError::ReadUncertainty { .. } => {
+        KvError::WriteConflict(_) | KvError::ReadUncertainty { .. } | KvError::WriteIntent { .. } | KvError::TxnAborted(_) => {
             ApiError { status: StatusCode::CONFLICT, code: "40001", message: format!("restart transaction: {msg}"), retryable: true }
         }
         KvError::NotLeaseholder { .. } | KvError::RangeNotFound { .. } | KvError::KeyOutOfRange { .. } => ApiError {

@@ -1,21 +1,31 @@
 //! The range state machine: deterministic application of committed range commands.
 //!
 //! State (`range_meta` family, key `range_id | 's'`, written with every change): the range
-//! descriptor and the highest commit timestamp applied. Invariants:
-//! - Commit timestamps of applied writes strictly increase in log order, and every one is above
-//!   the transaction's read timestamp.
-//! - A write whose read spans hold a version newer than its read timestamp is rejected
-//!   (`Conflict`), on every replica alike, and changes nothing.
+//! descriptor, the highest commit timestamp applied, and the range's part in multi-range
+//! transactions: how many write intents it holds, the read locks of prepared transactions, and
+//! the records of transactions anchored here. Invariants:
+//! - Commit timestamps of one-range writes strictly increase in log order, and every one is
+//!   above the transaction's read timestamp. A resolved intent becomes a version at its
+//!   transaction's commit timestamp, which may be lower, but never below a version of the same
+//!   key (the intent blocked every writer of the key since its prepare) and never below a read
+//!   that saw the key (such a read met the intent and had to resolve it first).
+//! - A write or prepare whose read spans hold a version newer than its read timestamp, or an
+//!   intent of another transaction, is rejected (`Conflict` / `IntentConflict`) on every replica
+//!   alike and changes nothing; so is one that writes a key holding another transaction's
+//!   intent or lying in another prepared transaction's read lock.
 //! - Keys outside the descriptor's span are never written.
 //! - A write conditional on its key being absent (`Write::absent`) that finds a live value
 //!   fails the whole command (`KeyExists`), which changes nothing.
+//! - A transaction record, once written, never changes (committed or aborted: the first one
+//!   proposed wins); it is forgotten only when its coordinator has resolved everything.
 
 use meridian_raft_glue::Fsm;
 use meridian_storage::{Batch, Cf, Engine, mvcc};
 use meridian_types::keys::{range_local, range_local_key};
-use meridian_types::kv::{Span, Write};
+use meridian_types::kv::{Intent, Span, TxnMeta, TxnStatus, Write};
 use meridian_types::{Hlc, RangeDescriptor, RangeId, Timestamp};
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use tokio::sync::watch;
 
@@ -28,6 +38,13 @@ pub enum RangeCommand {
     Write(WriteCmd),
     /// The range's table was dropped: refuse everything from now on.
     MarkDropped,
+    /// Phase one of a multi-range transaction here: validate its reads, lay its intents and
+    /// read locks.
+    Prepare { txn: TxnMeta, cmd: WriteCmd },
+    /// Resolve a finished transaction's intents on `keys` and release its read locks.
+    Resolve { txn_id: u128, status: TxnStatus, keys: Vec<Vec<u8>>, forget_record: bool },
+    /// Write a transaction record (this range is its anchor): committed or aborted.
+    EndTxn { txn_id: u128, commit: Option<Timestamp> },
 }
 
 /// A one-range transaction's writes, with what it read and when.
@@ -48,9 +65,21 @@ pub enum ApplyResult {
     Conflict(Timestamp),
     /// A write conditional on absence found this key live.
     KeyExists(Vec<u8>),
+    /// The command met an intent or read lock of this other, unfinished transaction.
+    IntentConflict(Vec<u8>, TxnMeta),
+    Prepared(Timestamp),
+    Txn(TxnStatus),
     OutOfRange,
     Dropped,
     Invalid(String),
+}
+
+/// A prepared transaction's read of a span: no other transaction may write into it until the
+/// transaction is resolved here.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadLock {
+    pub txn: TxnMeta,
+    pub span: Span,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -59,18 +88,35 @@ pub struct RangeState {
     pub last_write_ts: Timestamp,
     /// Set when the range's table is dropped; the range then serves nothing.
     pub dropped: bool,
+    /// Write intents held in this range (0 lets every check for them be skipped).
+    pub intents: u64,
+    pub read_locks: Vec<ReadLock>,
+    /// Records of transactions anchored here, until their coordinator forgets them.
+    pub txn_records: BTreeMap<u128, TxnStatus>,
+}
+
+/// Writes of entries applied into the batch that is not written to the engine yet: validation
+/// must see them (see `Fsm::apply`).
+#[derive(Default)]
+struct Unflushed {
+    /// Key, commit timestamp, whether the write deleted.
+    versions: Vec<(Vec<u8>, Timestamp, bool)>,
+    /// Intents laid (`Some`) or cleared (`None`).
+    intents: HashMap<Vec<u8>, Option<Intent>>,
 }
 
 pub struct RangeFsm {
     range_id: RangeId,
     hlc: Arc<Hlc>,
     state: RwLock<RangeState>,
-    /// Keys written (with their commit timestamps, and whether the write deleted) by entries
-    /// applied into the batch that is not written to the engine yet: validation must see them
-    /// (see `Fsm::apply`).
-    unflushed: std::sync::Mutex<Vec<(Vec<u8>, Timestamp, bool)>>,
+    unflushed: std::sync::Mutex<Unflushed>,
     /// The last applied log index, for waiters.
     applied: watch::Sender<u64>,
+}
+
+fn storage_failure(range: RangeId, e: impl std::fmt::Debug) -> ! {
+    // A storage read failure during apply must not let replicas diverge: stop.
+    panic!("r{range}: storage failure during apply: {e:?}")
 }
 
 impl RangeFsm {
@@ -94,75 +140,190 @@ impl RangeFsm {
         self.state.read().unwrap_or_else(|e| e.into_inner()).desc.clone()
     }
 
+    /// The descriptor of a range that serves requests (`None` before it has one, or once dropped).
+    pub fn live_descriptor(&self) -> Option<RangeDescriptor> {
+        let st = self.state.read().unwrap_or_else(|e| e.into_inner());
+        if st.dropped { None } else { st.desc.clone() }
+    }
+
+    /// The record of transaction `id` (`Pending` when there is none).
+    pub fn txn_status(&self, id: u128) -> TxnStatus {
+        self.state.read().unwrap_or_else(|e| e.into_inner()).txn_records.get(&id).copied().unwrap_or(TxnStatus::Pending)
+    }
+
     pub fn watch_applied(&self) -> watch::Receiver<u64> {
         self.applied.subscribe()
     }
 
-    fn apply_write(&self, engine: &Engine, batch: &mut Batch, st: &mut RangeState, cmd: &WriteCmd) -> ApplyResult {
-        let WriteCmd { proposal_ts, read_ts, read_spans, writes } = cmd;
-        let (proposal_ts, read_ts) = (*proposal_ts, *read_ts);
+    /// The intent on `key`, counting the unflushed batch.
+    fn intent_of(&self, engine: &Engine, key: &[u8]) -> Option<Intent> {
+        if let Some(i) = self.unflushed.lock().unwrap_or_else(|e| e.into_inner()).intents.get(key) {
+            return i.clone();
+        }
+        mvcc::get_intent(engine, key).unwrap_or_else(|e| storage_failure(self.range_id, e))
+    }
+
+    /// An intent of a transaction other than `own` in `span`, counting the unflushed batch.
+    fn foreign_intent_in_span(&self, engine: &Engine, span: &Span, own: Option<u128>) -> Option<(Vec<u8>, TxnMeta)> {
+        let u = self.unflushed.lock().unwrap_or_else(|e| e.into_inner());
+        for (k, i) in &u.intents {
+            if let Some(i) = i
+                && *k >= span.start
+                && *k < span.end
+                && Some(i.txn.id) != own
+            {
+                return Some((k.clone(), i.txn.clone()));
+            }
+        }
+        // Intents of the engine the batch cleared or replaced are judged above.
+        let found = mvcc::intent_in_span(engine, &span.start, &span.end, |k| u.intents.contains_key(k))
+            .unwrap_or_else(|e| storage_failure(self.range_id, e));
+        found.filter(|(_, i)| Some(i.txn.id) != own).map(|(k, i)| (k, i.txn))
+    }
+
+    /// Whether `key` holds a live value, counting writes applied but not yet flushed.
+    fn is_live(&self, engine: &Engine, key: &[u8]) -> bool {
+        let u = self.unflushed.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, _, deleted)) = u.versions.iter().rev().find(|(k, _, _)| k == key) {
+            return !deleted;
+        }
+        drop(u);
+        mvcc::get(engine, key, Timestamp::MAX, None).unwrap_or_else(|e| storage_failure(self.range_id, e)).is_some()
+    }
+
+    /// Every check a write or prepare must pass before it changes anything (module docs).
+    fn check(&self, engine: &Engine, st: &RangeState, own: Option<u128>, cmd: &WriteCmd) -> Result<(), ApplyResult> {
+        let WriteCmd { read_ts, read_spans, writes, .. } = cmd;
         if st.dropped {
-            return ApplyResult::Dropped;
+            return Err(ApplyResult::Dropped);
         }
         let Some(desc) = &st.desc else {
-            return ApplyResult::OutOfRange;
+            return Err(ApplyResult::OutOfRange);
         };
         if writes.iter().any(|w| !desc.contains_key(&w.key)) || read_spans.iter().any(|s| !desc.contains_span(&s.start, &s.end)) {
-            return ApplyResult::OutOfRange;
+            return Err(ApplyResult::OutOfRange);
         }
-        if let Some(rts) = read_ts {
+        if let Some(rts) = *read_ts {
             // Fast path: nothing at all was written in this range after the read.
             if st.last_write_ts > rts {
-                let unflushed = self.unflushed.lock().unwrap_or_else(|e| e.into_inner());
+                let u = self.unflushed.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some((_, ts, _)) =
-                    unflushed.iter().find(|(k, ts, _)| *ts > rts && read_spans.iter().any(|s| *k >= s.start && *k < s.end))
+                    u.versions.iter().find(|(k, ts, _)| *ts > rts && read_spans.iter().any(|s| *k >= s.start && *k < s.end))
                 {
-                    return ApplyResult::Conflict(*ts);
+                    return Err(ApplyResult::Conflict(*ts));
                 }
-                drop(unflushed);
+                drop(u);
                 for s in read_spans {
                     match mvcc::newer_version_in_span(engine, &s.start, &s.end, rts) {
-                        Ok(Some(ts)) => return ApplyResult::Conflict(ts),
+                        Ok(Some(ts)) => return Err(ApplyResult::Conflict(ts)),
                         Ok(None) => {}
-                        // A storage read failure here must not let replicas diverge: stop.
-                        Err(e) => panic!("r{}: storage failure during apply: {e}", self.range_id),
+                        Err(e) => storage_failure(self.range_id, e),
                     }
                 }
             }
         }
-        for w in writes.iter().filter(|w| w.absent) {
-            if self.is_live(engine, &w.key) {
-                return ApplyResult::KeyExists(w.key.clone());
+        if st.intents > 0 {
+            for s in read_spans {
+                if let Some((k, txn)) = self.foreign_intent_in_span(engine, s, own) {
+                    return Err(ApplyResult::IntentConflict(k, txn));
+                }
+            }
+            for w in writes {
+                if let Some(i) = self.intent_of(engine, &w.key).filter(|i| Some(i.txn.id) != own) {
+                    return Err(ApplyResult::IntentConflict(w.key.clone(), i.txn));
+                }
             }
         }
-        let mut commit_ts = proposal_ts.max(st.last_write_ts.next());
-        if let Some(rts) = read_ts {
-            commit_ts = commit_ts.max(rts.next());
+        for lock in st.read_locks.iter().filter(|l| Some(l.txn.id) != own) {
+            if let Some(w) = writes.iter().find(|w| w.key >= lock.span.start && w.key < lock.span.end) {
+                return Err(ApplyResult::IntentConflict(w.key.clone(), lock.txn.clone()));
+            }
         }
-        let mut unflushed = self.unflushed.lock().unwrap_or_else(|e| e.into_inner());
-        for w in writes {
+        for w in writes.iter().filter(|w| w.absent) {
+            if self.is_live(engine, &w.key) {
+                return Err(ApplyResult::KeyExists(w.key.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    fn commit_ts(st: &RangeState, cmd: &WriteCmd) -> Timestamp {
+        let mut ts = cmd.proposal_ts.max(st.last_write_ts.next());
+        if let Some(rts) = cmd.read_ts {
+            ts = ts.max(rts.next());
+        }
+        ts
+    }
+
+    fn apply_write(&self, engine: &Engine, batch: &mut Batch, st: &mut RangeState, cmd: &WriteCmd) -> ApplyResult {
+        if let Err(r) = self.check(engine, st, None, cmd) {
+            return r;
+        }
+        let commit_ts = Self::commit_ts(st, cmd);
+        let mut u = self.unflushed.lock().unwrap_or_else(|e| e.into_inner());
+        for w in &cmd.writes {
             mvcc::put(batch, engine, &w.key, commit_ts, w.value.as_deref());
-            unflushed.push((w.key.clone(), commit_ts, w.value.is_none()));
+            u.versions.push((w.key.clone(), commit_ts, w.value.is_none()));
         }
         st.last_write_ts = commit_ts;
         self.hlc.forward(commit_ts);
         ApplyResult::Committed(commit_ts)
     }
-}
 
-impl RangeFsm {
-    /// Whether `key` holds a live value, counting writes applied but not yet flushed.
-    fn is_live(&self, engine: &Engine, key: &[u8]) -> bool {
-        let unflushed = self.unflushed.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, _, deleted)) = unflushed.iter().rev().find(|(k, _, _)| k == key) {
-            return !deleted;
+    fn apply_prepare(&self, engine: &Engine, batch: &mut Batch, st: &mut RangeState, txn: &TxnMeta, cmd: &WriteCmd) -> ApplyResult {
+        if let Err(r) = self.check(engine, st, Some(txn.id), cmd) {
+            return r;
         }
-        drop(unflushed);
-        match mvcc::get(engine, key, Timestamp::MAX, None) {
-            Ok(v) => v.is_some(),
-            // A storage read failure here must not let replicas diverge: stop.
-            Err(e) => panic!("r{}: storage failure during apply: {e:?}", self.range_id),
+        let prepare_ts = Self::commit_ts(st, cmd);
+        for w in &cmd.writes {
+            let had = self.intent_of(engine, &w.key).is_some();
+            let intent = Intent { txn: txn.clone(), prepare_ts, value: w.value.clone() };
+            mvcc::put_intent(batch, engine, &w.key, &intent);
+            self.unflushed.lock().unwrap_or_else(|e| e.into_inner()).intents.insert(w.key.clone(), Some(intent));
+            if !had {
+                st.intents += 1;
+            }
         }
+        for span in &cmd.read_spans {
+            st.read_locks.push(ReadLock { txn: txn.clone(), span: span.clone() });
+        }
+        self.hlc.forward(prepare_ts);
+        ApplyResult::Prepared(prepare_ts)
+    }
+
+    fn apply_resolve(
+        &self,
+        engine: &Engine,
+        batch: &mut Batch,
+        st: &mut RangeState,
+        txn_id: u128,
+        status: TxnStatus,
+        keys: &[Vec<u8>],
+    ) -> ApplyResult {
+        let commit = match status {
+            TxnStatus::Committed(ts) => Some(ts),
+            TxnStatus::Aborted => None,
+            TxnStatus::Pending => return ApplyResult::Invalid("resolve of a pending transaction".into()),
+        };
+        if st.intents > 0 {
+            for key in keys {
+                let Some(intent) = self.intent_of(engine, key).filter(|i| i.txn.id == txn_id) else { continue };
+                mvcc::clear_intent(batch, engine, key);
+                let mut u = self.unflushed.lock().unwrap_or_else(|e| e.into_inner());
+                u.intents.insert(key.clone(), None);
+                if let Some(ts) = commit {
+                    mvcc::put(batch, engine, key, ts, intent.value.as_deref());
+                    u.versions.push((key.clone(), ts, intent.value.is_none()));
+                }
+                st.intents = st.intents.saturating_sub(1);
+            }
+        }
+        st.read_locks.retain(|l| l.txn.id != txn_id);
+        if let Some(ts) = commit {
+            st.last_write_ts = st.last_write_ts.max(ts);
+            self.hlc.forward(ts);
+        }
+        ApplyResult::Ok
     }
 }
 
@@ -192,8 +353,23 @@ impl Fsm for RangeFsm {
                         next.dropped = true;
                         ApplyResult::Ok
                     }
+                    RangeCommand::Prepare { txn, cmd } => self.apply_prepare(engine, batch, &mut next, txn, cmd),
+                    RangeCommand::Resolve { txn_id, status, keys, forget_record } => {
+                        let r = self.apply_resolve(engine, batch, &mut next, *txn_id, *status, keys);
+                        if *forget_record {
+                            next.txn_records.remove(txn_id);
+                        }
+                        r
+                    }
+                    RangeCommand::EndTxn { txn_id, commit } => {
+                        let status = *next.txn_records.entry(*txn_id).or_insert(match commit {
+                            Some(ts) => TxnStatus::Committed(*ts),
+                            None => TxnStatus::Aborted,
+                        });
+                        ApplyResult::Txn(status)
+                    }
                 };
-                if matches!(r, ApplyResult::Ok | ApplyResult::Committed(_)) {
+                if matches!(r, ApplyResult::Ok | ApplyResult::Committed(_) | ApplyResult::Prepared(_) | ApplyResult::Txn(_)) {
                     persist(engine, batch, self.range_id, &next);
                     *st = next;
                 }
@@ -204,7 +380,10 @@ impl Fsm for RangeFsm {
     }
 
     fn applied(&self, index: u64) {
-        self.unflushed.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        let mut u = self.unflushed.lock().unwrap_or_else(|e| e.into_inner());
+        u.versions.clear();
+        u.intents.clear();
+        drop(u);
         self.applied.send_replace(index);
     }
 
@@ -220,7 +399,7 @@ impl Fsm for RangeFsm {
             .and_then(|b| postcard::from_bytes::<RangeState>(&b).ok())
             .unwrap_or_default();
         self.hlc.forward(st.last_write_ts);
-        self.unflushed.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        *self.unflushed.lock().unwrap_or_else(|e| e.into_inner()) = Unflushed::default();
         *self.state.write().unwrap_or_else(|e| e.into_inner()) = st;
     }
 }
@@ -376,5 +555,71 @@ mod tests {
         e.write(b).unwrap();
         f.applied(5);
         assert_eq!(mvcc::get(&e, b"b", Timestamp::MAX, None).unwrap(), Some(b"3".to_vec()));
+    }
+    fn txn(id: u128) -> TxnMeta {
+        TxnMeta { id, anchor_key: b"b".to_vec(), expires_ms: 0 }
+    }
+
+    fn prepare(f: &RangeFsm, e: &Engine, id: u128, read: Option<(u64, &str)>, writes: Vec<Write>) -> ApplyResult {
+        let (read_ts, read_spans) = match read {
+            Some((t, k)) => (Some(Timestamp::new(t, 0)), vec![Span::point(k.as_bytes())]),
+            None => (None, vec![]),
+        };
+        apply(
+            f,
+            e,
+            RangeCommand::Prepare { txn: txn(id), cmd: WriteCmd { proposal_ts: Timestamp::new(100, 0), read_ts, read_spans, writes } },
+        )
+    }
+
+    #[test]
+    fn prepared_intents_and_read_locks_block_others_until_resolved() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Engine::open(dir.path()).unwrap();
+        let f = RangeFsm::open(7, &e, Arc::new(Hlc::system(500_000_000)));
+        assert_eq!(apply(&f, &e, RangeCommand::SetDescriptor(desc())), ApplyResult::Ok);
+        // Transaction 1 read "c" and writes "b".
+        let ApplyResult::Prepared(p1) = prepare(&f, &e, 1, Some((50, "c")), vec![w("b", "1")]) else { panic!() };
+        assert_eq!(f.state().intents, 1);
+        assert_eq!(mvcc::get(&e, b"b", Timestamp::new(40, 0), None).unwrap(), None, "intent above the read is invisible");
+        assert!(matches!(mvcc::get(&e, b"b", Timestamp::MAX, None), Err(mvcc::MvccError::Intent(..))));
+        // Others may not write b (intent), write c (read lock), or read b (intent in a read span).
+        let write = |k: &str, read: Option<&str>| {
+            RangeCommand::Write(WriteCmd {
+                proposal_ts: Timestamp::new(200, 0),
+                read_ts: read.map(|_| Timestamp::new(150, 0)),
+                read_spans: read.map(|k| vec![Span::point(k.as_bytes())]).unwrap_or_default(),
+                writes: vec![w(k, "x")],
+            })
+        };
+        assert_eq!(apply(&f, &e, write("b", None)), ApplyResult::IntentConflict(b"b".to_vec(), txn(1)));
+        assert_eq!(apply(&f, &e, write("c", None)), ApplyResult::IntentConflict(b"c".to_vec(), txn(1)));
+        assert_eq!(apply(&f, &e, write("d", Some("b"))), ApplyResult::IntentConflict(b"b".to_vec(), txn(1)));
+        assert!(matches!(prepare(&f, &e, 2, None, vec![w("b", "2")]), ApplyResult::IntentConflict(..)));
+        assert!(matches!(apply(&f, &e, write("d", None)), ApplyResult::Committed(_)), "unrelated keys are free");
+        // The record: the first one written wins.
+        let commit = Timestamp::new(p1.wall_ns + 1000, 0);
+        assert_eq!(apply(&f, &e, RangeCommand::EndTxn { txn_id: 1, commit: Some(commit) }), ApplyResult::Txn(TxnStatus::Committed(commit)));
+        assert_eq!(apply(&f, &e, RangeCommand::EndTxn { txn_id: 1, commit: None }), ApplyResult::Txn(TxnStatus::Committed(commit)));
+        assert_eq!(f.txn_status(1), TxnStatus::Committed(commit));
+        let resolve =
+            RangeCommand::Resolve { txn_id: 1, status: TxnStatus::Committed(commit), keys: vec![b"b".to_vec()], forget_record: true };
+        assert_eq!(apply(&f, &e, resolve.clone()), ApplyResult::Ok);
+        assert_eq!(apply(&f, &e, resolve), ApplyResult::Ok, "resolving twice changes nothing");
+        let st = f.state();
+        assert_eq!((st.intents, st.read_locks.len(), st.txn_records.len()), (0, 0, 0));
+        assert_eq!(mvcc::get(&e, b"b", commit, None).unwrap(), Some(b"1".to_vec()));
+        assert_eq!(mvcc::get(&e, b"b", Timestamp::new(commit.wall_ns - 1, 0), None).unwrap(), None);
+        assert!(matches!(apply(&f, &e, write("c", None)), ApplyResult::Committed(t) if t > commit));
+        // An aborted transaction leaves nothing.
+        assert!(matches!(prepare(&f, &e, 3, None, vec![w("e", "3")]), ApplyResult::Prepared(_)));
+        assert_eq!(apply(&f, &e, RangeCommand::EndTxn { txn_id: 3, commit: None }), ApplyResult::Txn(TxnStatus::Aborted));
+        let abort = RangeCommand::Resolve { txn_id: 3, status: TxnStatus::Aborted, keys: vec![b"e".to_vec()], forget_record: false };
+        assert_eq!(apply(&f, &e, abort), ApplyResult::Ok);
+        assert_eq!(mvcc::get(&e, b"e", Timestamp::MAX, None).unwrap(), None);
+        assert_eq!(f.state().intents, 0);
+        // State survives a reload.
+        let f2 = RangeFsm::open(7, &e, Arc::new(Hlc::system(500_000_000)));
+        assert_eq!(f2.txn_status(3), TxnStatus::Aborted);
     }
 }

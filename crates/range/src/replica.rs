@@ -12,7 +12,9 @@
 use crate::fsm::{ApplyResult, RangeCommand, RangeFsm, WriteCmd};
 use meridian_raft_glue::{Group, ProposeError};
 use meridian_storage::{Engine, mvcc};
-use meridian_types::kv::{ReadOp, ReadRequest, ReadResponse, ReadResult, WriteRequest, WriteResponse};
+use meridian_types::kv::{
+    PrepareRequest, ReadOp, ReadRequest, ReadResponse, ReadResult, ResolveRequest, TxnStatus, WriteRequest, WriteResponse,
+};
 use meridian_types::{Hlc, KvError, Timestamp};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -97,10 +99,8 @@ impl Replica {
 
     pub async fn read(&self, req: &ReadRequest) -> Result<ReadResponse, KvError> {
         self.group.read_barrier().await.map_err(|e| propose_err(self.range_id(), e))?;
-        let state = self.fsm.state();
-        let desc = match state.desc {
-            Some(d) if !state.dropped => d,
-            _ => return Err(KvError::RangeNotFound { range_id: self.range_id() }),
+        let Some(desc) = self.fsm.live_descriptor() else {
+            return Err(KvError::RangeNotFound { range_id: self.range_id() });
         };
         for op in &req.ops {
             let ok = match op {
@@ -137,6 +137,7 @@ impl Replica {
             };
             results.push(r.map_err(|e| match e {
                 mvcc::MvccError::Uncertain(ts) => KvError::ReadUncertainty { ts },
+                mvcc::MvccError::Intent(key, txn) => KvError::WriteIntent { key, txn },
                 mvcc::MvccError::Storage(m) => KvError::Internal(m),
             })?);
         }
@@ -160,6 +161,60 @@ impl Replica {
     }
 
     pub async fn write(&self, req: WriteRequest) -> Result<WriteResponse, KvError> {
+        let cmd = |proposal_ts| {
+            RangeCommand::Write(WriteCmd { proposal_ts, read_ts: req.read_ts, read_spans: req.read_spans, writes: req.writes })
+        };
+        match self.propose_timestamped(cmd).await? {
+            ApplyResult::Committed(commit_ts) => Ok(WriteResponse { commit_ts }),
+            r => Err(self.apply_error(r)),
+        }
+    }
+
+    /// Phase one of a multi-range transaction: returns the prepare timestamp.
+    pub async fn prepare(&self, req: PrepareRequest) -> Result<Timestamp, KvError> {
+        let cmd = |proposal_ts| RangeCommand::Prepare {
+            txn: req.txn,
+            cmd: WriteCmd { proposal_ts, read_ts: req.read_ts, read_spans: req.read_spans, writes: req.writes },
+        };
+        match self.propose_timestamped(cmd).await? {
+            ApplyResult::Prepared(ts) => Ok(ts),
+            r => Err(self.apply_error(r)),
+        }
+    }
+
+    /// Resolves a finished transaction's intents and read locks here.
+    pub async fn resolve(&self, req: ResolveRequest) -> Result<(), KvError> {
+        if !self.group.is_leader() {
+            return Err(self.not_leaseholder());
+        }
+        let cmd = RangeCommand::Resolve { txn_id: req.txn_id, status: req.status, keys: req.keys, forget_record: req.forget_record };
+        match self.propose_cmd(&cmd).await? {
+            ApplyResult::Ok => Ok(()),
+            r => Err(self.apply_error(r)),
+        }
+    }
+
+    /// Writes a transaction record here (committed at `commit`, or aborted); returns the
+    /// record's final status (the first record written wins).
+    pub async fn end_txn(&self, txn_id: u128, commit: Option<Timestamp>) -> Result<TxnStatus, KvError> {
+        if !self.group.is_leader() {
+            return Err(self.not_leaseholder());
+        }
+        match self.propose_cmd(&RangeCommand::EndTxn { txn_id, commit }).await? {
+            ApplyResult::Txn(s) => Ok(s),
+            r => Err(self.apply_error(r)),
+        }
+    }
+
+    /// The status of a transaction record held here, linearizably.
+    pub async fn query_txn(&self, txn_id: u128) -> Result<TxnStatus, KvError> {
+        self.group.read_barrier().await.map_err(|e| propose_err(self.range_id(), e))?;
+        Ok(self.fsm.txn_status(txn_id))
+    }
+
+    /// Proposes a command stamped with a timestamp above every read served, tracked in flight
+    /// so reads at or above it wait for its outcome (module docs).
+    async fn propose_timestamped(&self, cmd: impl FnOnce(Timestamp) -> RangeCommand) -> Result<ApplyResult, KvError> {
         if !self.group.is_leader() {
             return Err(self.not_leaseholder());
         }
@@ -172,19 +227,23 @@ impl Replica {
             key
         };
         let _guard = InflightGuard { replica: self, key };
-        let cmd =
-            RangeCommand::Write(WriteCmd { proposal_ts: key.0, read_ts: req.read_ts, read_spans: req.read_spans, writes: req.writes });
-        let bytes = postcard::to_stdvec(&cmd).map_err(|e| KvError::Internal(e.to_string()))?;
+        self.propose_cmd(&cmd(key.0)).await
+    }
+
+    async fn propose_cmd(&self, cmd: &RangeCommand) -> Result<ApplyResult, KvError> {
+        let bytes = postcard::to_stdvec(cmd).map_err(|e| KvError::Internal(e.to_string()))?;
         let out = self.group.propose(bytes).await.map_err(|e| propose_err(self.range_id(), e))?;
-        match postcard::from_bytes::<ApplyResult>(&out).map_err(|e| KvError::Internal(e.to_string()))? {
-            ApplyResult::Committed(commit_ts) => Ok(WriteResponse { commit_ts }),
-            ApplyResult::Conflict(ts) => {
-                Err(KvError::WriteConflict(format!("a value read was written at {ts} after the transaction read it")))
-            }
-            ApplyResult::KeyExists(key) => Err(KvError::KeyExists { key }),
-            ApplyResult::OutOfRange => Err(KvError::KeyOutOfRange { range_id: self.range_id() }),
-            ApplyResult::Dropped => Err(KvError::RangeNotFound { range_id: self.range_id() }),
-            r @ (ApplyResult::Ok | ApplyResult::Invalid(_)) => Err(KvError::Internal(format!("unexpected apply result {r:?}"))),
+        postcard::from_bytes::<ApplyResult>(&out).map_err(|e| KvError::Internal(e.to_string()))
+    }
+
+    fn apply_error(&self, r: ApplyResult) -> KvError {
+        match r {
+            ApplyResult::Conflict(ts) => KvError::WriteConflict(format!("a value read was written at {ts} after the transaction read it")),
+            ApplyResult::KeyExists(key) => KvError::KeyExists { key },
+            ApplyResult::IntentConflict(key, txn) => KvError::WriteIntent { key, txn },
+            ApplyResult::OutOfRange => KvError::KeyOutOfRange { range_id: self.range_id() },
+            ApplyResult::Dropped => KvError::RangeNotFound { range_id: self.range_id() },
+            r => KvError::Internal(format!("unexpected apply result {r:?}")),
         }
     }
 
@@ -202,11 +261,10 @@ impl Replica {
     }
 
     async fn propose_admin(&self, cmd: RangeCommand) -> Result<(), KvError> {
-        let bytes = postcard::to_stdvec(&cmd).map_err(|e| KvError::Internal(e.to_string()))?;
-        let out = self.group.propose(bytes).await.map_err(|e| propose_err(self.range_id(), e))?;
-        match postcard::from_bytes::<ApplyResult>(&out) {
+        match self.propose_cmd(&cmd).await {
             Ok(ApplyResult::Ok) => Ok(()),
-            other => Err(KvError::Internal(format!("range command: {other:?}"))),
+            Ok(other) => Err(KvError::Internal(format!("range command: {other:?}"))),
+            Err(e) => Err(e),
         }
     }
 }

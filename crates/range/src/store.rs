@@ -102,6 +102,10 @@ impl Store {
             KvRequest::Read(r) => replica.read(&r).await.map(KvResponse::Read),
             KvRequest::Write(w) => replica.write(w).await.map(KvResponse::Write),
             KvRequest::MarkDropped { .. } => replica.mark_dropped().await.map(|()| KvResponse::Ok),
+            KvRequest::Prepare(p) => replica.prepare(p).await.map(KvResponse::Prepared),
+            KvRequest::Resolve(r) => replica.resolve(r).await.map(|()| KvResponse::Ok),
+            KvRequest::EndTxn { txn_id, commit, .. } => replica.end_txn(txn_id, commit).await.map(KvResponse::Txn),
+            KvRequest::QueryTxn { txn_id, .. } => replica.query_txn(txn_id).await.map(KvResponse::Txn),
         };
         res.unwrap_or_else(KvResponse::Error)
     }

@@ -25,7 +25,7 @@ impl SqlError {
     pub fn code(&self) -> &'static str {
         match self {
             SqlError::User { code, .. } => code,
-            SqlError::Kv(KvError::WriteConflict(_)) | SqlError::Kv(KvError::ReadUncertainty { .. }) => "40001",
+            SqlError::Kv(e) if e.is_txn_retryable() => "40001",
             SqlError::Kv(KvError::Unavailable(_)) => "08006",
             SqlError::Kv(KvError::Timeout) => "57014",
             SqlError::Kv(KvError::KeyExists { .. }) => "23505",

@@ -8,14 +8,27 @@
 //! the version's timestamp, because it may have been written before the read started (clocks of
 //! different nodes differ by up to the maximum offset).
 //!
+//! Write intents (provisional values of a multi-range transaction between its prepare and its
+//! resolution) live in the slot of timestamp [`INTENT_TS`], which sorts before every version of
+//! the key: `0x02 | postcard(Intent)`. A read that meets an intent whose prepare timestamp is
+//! at or below its read timestamp (or uncertainty limit) cannot know the outcome and fails with
+//! [`MvccError::Intent`]; the gateway resolves it and reads again. Newer intents are skipped:
+//! their commit timestamp will be above the read. Validation of read spans ignores intents
+//! (the range state machine checks them separately, with [`intent_in_span`]).
+//!
 //! Not handled here: garbage collection of old versions (history grows until a GC TTL exists).
 
 use crate::{Batch, Cf, Engine, Result, StorageError};
 use meridian_types::Timestamp;
 use meridian_types::keys::{KeyReader, encode_bytes};
+use meridian_types::kv::{Intent, TxnMeta};
 
 const TOMBSTONE: u8 = 0;
 const VALUE: u8 = 1;
+const INTENT: u8 = 2;
+
+/// The version slot that holds a key's write intent.
+pub const INTENT_TS: Timestamp = Timestamp::MAX;
 
 /// The MVCC key of `user_key` at `ts`.
 pub fn mvcc_key(user_key: &[u8], ts: Timestamp) -> Vec<u8> {
@@ -66,6 +79,45 @@ pub fn put(batch: &mut Batch, engine: &Engine, key: &[u8], ts: Timestamp, value:
     }
 }
 
+/// Lays `intent` on `key` (replacing any intent there).
+pub fn put_intent(batch: &mut Batch, engine: &Engine, key: &[u8], intent: &Intent) {
+    let mut buf = vec![INTENT];
+    buf.extend_from_slice(&postcard::to_stdvec(intent).unwrap_or_default());
+    batch.put(engine, Cf::Data, &mvcc_key(key, INTENT_TS), &buf);
+}
+
+/// Removes the intent on `key`.
+pub fn clear_intent(batch: &mut Batch, engine: &Engine, key: &[u8]) {
+    batch.delete(engine, Cf::Data, &mvcc_key(key, INTENT_TS));
+}
+
+fn decode_intent(v: &[u8]) -> Result<Intent> {
+    match v.split_first() {
+        Some((&INTENT, rest)) => postcard::from_bytes(rest).map_err(|e| StorageError::Corrupt(format!("intent: {e}"))),
+        _ => Err(StorageError::Corrupt("intent tag".into())),
+    }
+}
+
+/// The intent on `key`, if any (a point read).
+pub fn get_intent(engine: &Engine, key: &[u8]) -> Result<Option<Intent>> {
+    engine.get(Cf::Data, &mvcc_key(key, INTENT_TS))?.map(|v| decode_intent(&v)).transpose()
+}
+
+/// The first intent in `[start, end)` whose key `skip` does not reject, with its key.
+pub fn intent_in_span(engine: &Engine, start: &[u8], end: &[u8], skip: impl Fn(&[u8]) -> bool) -> Result<Option<(Vec<u8>, Intent)>> {
+    let (lo, hi) = data_bounds(start, end);
+    for item in engine.iter(Cf::Data, &lo, &hi) {
+        let (k, v) = item?;
+        if k.ends_with(&[0u8; 12]) {
+            let (user, vts) = decode_mvcc_key(&k)?;
+            if vts == INTENT_TS && !skip(&user) {
+                return Ok(Some((user, decode_intent(&v)?)));
+            }
+        }
+    }
+    Ok(None)
+}
+
 fn decode_value(v: &[u8]) -> Result<Option<Vec<u8>>> {
     match v.split_first() {
         Some((&VALUE, rest)) => Ok(Some(rest.to_vec())),
@@ -79,6 +131,8 @@ fn decode_value(v: &[u8]) -> Result<Option<Vec<u8>>> {
 pub enum MvccError {
     /// A version newer than the read but within the uncertainty limit exists.
     Uncertain(Timestamp),
+    /// An unresolved intent at or below the read (or uncertainty) timestamp.
+    Intent(Vec<u8>, TxnMeta),
     Storage(String),
 }
 
@@ -116,6 +170,13 @@ pub fn scan(
         if decided.as_deref() == Some(user.as_slice()) {
             continue;
         }
+        if vts == INTENT_TS {
+            let intent = decode_intent(&v)?;
+            if intent.prepare_ts <= limit_ts {
+                return Err(MvccError::Intent(user, intent.txn));
+            }
+            continue; // commits above the read: look at the versions below it
+        }
         if vts > limit_ts {
             continue; // written after the read, certainly: invisible
         }
@@ -143,7 +204,7 @@ pub fn newer_version_in_span(engine: &Engine, start: &[u8], end: &[u8], ts: Time
         let (k, _) = item?;
         let (user, vts) = decode_mvcc_key(&k)?;
         // Only the newest version of each key matters: it is the first one seen.
-        if last_user.as_deref() == Some(user.as_slice()) {
+        if last_user.as_deref() == Some(user.as_slice()) || vts == INTENT_TS {
             continue;
         }
         if vts > ts {
@@ -223,5 +284,28 @@ mod tests {
         let k = mvcc_key(b"x\x00y", Timestamp::new(7, 3));
         assert_eq!(decode_mvcc_key(&k).unwrap(), (b"x\x00y".to_vec(), Timestamp::new(7, 3)));
         assert!(mvcc_key(b"x", ts(9)) < mvcc_key(b"x", ts(8)), "newest first");
+    }
+
+    #[test]
+    fn intents_block_reads_at_or_above_their_prepare_timestamp() {
+        let (_d, e) = setup();
+        let txn = TxnMeta { id: 7, anchor_key: b"a".to_vec(), expires_ms: 0 };
+        let mut b = Batch::new();
+        put_intent(&mut b, &e, b"b", &Intent { txn: txn.clone(), prepare_ts: ts(50), value: Some(b"new".to_vec()) });
+        e.write(b).unwrap();
+        assert_eq!(get(&e, b"b", ts(49), None).unwrap(), Some(b"b15".to_vec()), "an intent above the read is skipped");
+        assert_eq!(get(&e, b"b", ts(50), None), Err(MvccError::Intent(b"b".to_vec(), txn.clone())));
+        assert_eq!(get(&e, b"b", ts(40), Some(ts(55))), Err(MvccError::Intent(b"b".to_vec(), txn.clone())), "within uncertainty");
+        assert!(scan(&e, b"a", b"z", ts(60), None, 0).is_err());
+        assert_eq!(newer_version_in_span(&e, b"b", b"c", ts(15)).unwrap(), None, "validation ignores intents");
+        assert_eq!(get_intent(&e, b"b").unwrap().unwrap().txn, txn);
+        assert_eq!(intent_in_span(&e, b"a", b"z", |_| false).unwrap().unwrap().0, b"b".to_vec());
+        assert_eq!(intent_in_span(&e, b"a", b"z", |k| k == b"b").unwrap(), None);
+        let mut b = Batch::new();
+        clear_intent(&mut b, &e, b"b");
+        put(&mut b, &e, b"b", ts(55), Some(b"new"));
+        e.write(b).unwrap();
+        assert_eq!(get(&e, b"b", ts(60), None).unwrap(), Some(b"new".to_vec()));
+        assert_eq!(get_intent(&e, b"b").unwrap(), None);
     }
 }

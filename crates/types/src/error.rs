@@ -31,6 +31,13 @@ pub enum KvError {
     /// it may or may not have committed.
     #[error("result is ambiguous: {0}")]
     Ambiguous(String),
+    /// The request met a write intent or read lock of another, unfinished transaction. The
+    /// gateway resolves it (waits for, or aborts, that transaction) and retries.
+    #[error("conflict with the unfinished transaction {:032x}", txn.id)]
+    WriteIntent { key: Vec<u8>, txn: crate::kv::TxnMeta },
+    /// A multi-range transaction's record was aborted (by a transaction it blocked).
+    #[error("transaction aborted: {0}")]
+    TxnAborted(String),
     /// A write conditional on its key being absent found a live value there.
     #[error("key already exists")]
     KeyExists { key: Vec<u8> },
@@ -46,6 +53,6 @@ impl KvError {
 
     /// Whether the whole transaction may be retried from scratch.
     pub fn is_txn_retryable(&self) -> bool {
-        matches!(self, KvError::WriteConflict(_) | KvError::ReadUncertainty { .. })
+        matches!(self, KvError::WriteConflict(_) | KvError::ReadUncertainty { .. } | KvError::WriteIntent { .. } | KvError::TxnAborted(_))
     }
 }

@@ -5,6 +5,12 @@
 //! every replica, applying it in log order, checks that nothing was written in those spans after
 //! the read timestamp (optimistic validation) before writing. Validation happens at apply, so it
 //! is deterministic on every replica and the commit is serializable.
+//!
+//! A transaction that touches several ranges commits in two phases instead (see
+//! `meridian_node::dist_txn`): a `Prepare` on every range it read or wrote validates its reads,
+//! lays *write intents* on the keys it writes and *read locks* on the spans it read; an `EndTxn`
+//! on its anchor range (the range of its first written key) records it committed (or aborted);
+//! `Resolve` then turns intents into versions at the commit timestamp and releases the locks.
 
 use crate::{KvError, RangeId, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -100,6 +106,61 @@ pub struct WriteResponse {
     pub commit_ts: Timestamp,
 }
 
+/// Who holds a write intent or read lock: enough for anyone who meets it to find the
+/// transaction's record and, if its coordinator is gone, abort it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxnMeta {
+    pub id: u128,
+    /// A key of the range that holds the transaction's record.
+    pub anchor_key: Vec<u8>,
+    /// Wall-clock milliseconds after which a transaction without a record may be aborted by
+    /// anyone it blocks (its coordinator promised to have committed by then, or died).
+    pub expires_ms: u64,
+}
+
+/// A provisional write of a transaction in its prepare phase, stored in place of a version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Intent {
+    pub txn: TxnMeta,
+    /// The prepare timestamp: the commit timestamp will be at or above it.
+    pub prepare_ts: Timestamp,
+    /// `None`: the transaction deletes the key.
+    pub value: Option<Vec<u8>>,
+}
+
+/// What a transaction record says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TxnStatus {
+    /// No record: the coordinator is still working (or died before its expiry).
+    Pending,
+    Committed(Timestamp),
+    Aborted,
+}
+
+/// Phase one of a multi-range transaction on one range.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrepareRequest {
+    pub range_id: RangeId,
+    pub txn: TxnMeta,
+    pub read_ts: Option<Timestamp>,
+    pub read_spans: Vec<Span>,
+    pub writes: Vec<Write>,
+}
+
+/// Turns a finished transaction's intents on `keys` into versions (or removes them) and
+/// releases its read locks on the range.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolveRequest {
+    pub range_id: RangeId,
+    pub txn_id: u128,
+    /// `Committed(ts)` or `Aborted`.
+    pub status: TxnStatus,
+    pub keys: Vec<Vec<u8>>,
+    /// Also forget the transaction's record (its anchor range, once every other range of the
+    /// transaction is resolved).
+    pub forget_record: bool,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KvRequest {
     Read(ReadRequest),
@@ -109,6 +170,20 @@ pub enum KvRequest {
     MarkDropped {
         range_id: RangeId,
     },
+    Prepare(PrepareRequest),
+    Resolve(ResolveRequest),
+    /// Writes the record of transaction `txn` on its anchor range: committed at `commit` or, with
+    /// `None`, aborted. The first record written wins; the answer is the record's final status.
+    EndTxn {
+        range_id: RangeId,
+        txn_id: u128,
+        commit: Option<Timestamp>,
+    },
+    /// The status of a transaction's record (`Pending` when there is none).
+    QueryTxn {
+        range_id: RangeId,
+        txn_id: u128,
+    },
 }
 
 impl KvRequest {
@@ -117,6 +192,9 @@ impl KvRequest {
             KvRequest::Read(r) => r.range_id,
             KvRequest::Write(w) => w.range_id,
             KvRequest::MarkDropped { range_id } => *range_id,
+            KvRequest::Prepare(p) => p.range_id,
+            KvRequest::Resolve(r) => r.range_id,
+            KvRequest::EndTxn { range_id, .. } | KvRequest::QueryTxn { range_id, .. } => *range_id,
         }
     }
 }
@@ -127,4 +205,7 @@ pub enum KvResponse {
     Write(WriteResponse),
     Ok,
     Error(KvError),
+    /// A prepare succeeded at this timestamp (the commit timestamp must be at or above it).
+    Prepared(Timestamp),
+    Txn(TxnStatus),
 }
