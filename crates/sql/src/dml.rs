@@ -6,7 +6,10 @@
 //! the old row; rows whose primary key changes are deleted first and re-inserted after the
 //! scan, so `SET k = k + 1` over consecutive keys succeeds; a target row joined to several FROM
 //! rows is updated once. INSERT ... SELECT reads its whole source (bounded by the budget)
-//! before writing, so it never sees its own rows. RETURNING results are bounded by the budget.
+//! before writing, so it never sees its own rows. Correlated subqueries in UPDATE (WHERE, SET)
+//! and DELETE (WHERE) that read the target table see it as it was before the statement: the
+//! statement's rows are computed first (bounded by the budget) and written afterwards.
+//! RETURNING results are bounded by the budget.
 //! Not handled: ON CONFLICT ON CONSTRAINT, ORDER BY/LIMIT on UPDATE/DELETE, writable CTEs.
 
 use crate::datum::Datum;
@@ -18,6 +21,7 @@ use crate::expr::{Compiler, Scalar, ScopeCol, ident_name, table_scope, unsupport
 use crate::from::{apply_filter, finalize, is_default, plan_from};
 use crate::query::{compile_full, plan_query};
 use crate::rel::{Meter, Rel, Row, bind_rowids};
+use crate::subquery::{eval_row, subqueries_read};
 use crate::txn::TxnClient;
 use crate::write::Writer;
 use sqlparser::ast::{
@@ -356,6 +360,11 @@ pub(crate) async fn update<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, up: &Update
     let defaults: Vec<bool> = up.assignments.iter().map(|a| is_default(&a.value)).collect();
     let mut ret = Returning::new(up.returning.as_ref(), &scope, ctx)?;
     let ncols = w.table.columns.len();
+    // Correlated subqueries reading the target table must see it as it was before the statement
+    // (as in PostgreSQL): then every new row is computed before anything is written.
+    let snapshot = subqueries_read(&rel, &sets.iter().map(|(_, s)| s).collect::<Vec<_>>(), w.table.id);
+    let mut buffered: Vec<(Row, Row)> = Vec::new();
+    let mut meter = Meter::default();
     let mut moved: Vec<Row> = Vec::new();
     let mut done: HashSet<Vec<u8>> = HashSet::new();
     let mut count = 0u64;
@@ -368,7 +377,12 @@ pub(crate) async fn update<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, up: &Update
             }
             let mut new = old.clone();
             for ((col, s), is_def) in sets.iter().zip(&defaults) {
-                let v = if *is_def { w.default_value(txn, *col)? } else { eval(&bind_rowids(s, txn), &combined, &[])? };
+                let v = if *is_def {
+                    w.default_value(txn, *col)?
+                } else {
+                    let s = bind_rowids(s, txn);
+                    eval_row(txn, &ctx.budget, &s, &combined).await?
+                };
                 new[*col] = w.coerce(*col, v)?;
             }
             // Constraints first: a NULL primary key must be 23502, not a key-encoding failure.
@@ -379,18 +393,33 @@ pub(crate) async fn update<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, up: &Update
                 out.extend(combined.get(ncols..).unwrap_or_default().iter().cloned());
                 r.add(&out, ctx)?;
             }
-            if row_key(&w.table, &new)? == key {
-                w.update_in_place(txn, &old, &new).await?;
+            if snapshot {
+                meter.add(&new, &ctx.budget, "UPDATE rows computed before writing")?;
+                buffered.push((old, new));
             } else {
-                w.delete(txn, &old)?;
-                moved.push(new);
+                apply_update(txn, &w, &old, new, &mut moved).await?;
             }
         }
+    }
+    for (old, new) in buffered {
+        apply_update(txn, &w, &old, new, &mut moved).await?;
     }
     for row in moved {
         w.insert(txn, &row).await?;
     }
     Ok(finish("UPDATE", count, ret))
+}
+
+/// Writes one updated row in place, or deletes it and queues it for re-insertion (in `moved`)
+/// when its primary key changed.
+async fn apply_update<T: TxnClient>(txn: &mut T, w: &Writer, old: &[Datum], new: Row, moved: &mut Vec<Row>) -> Result<(), SqlError> {
+    if row_key(&w.table, &new)? == row_key(&w.table, old)? {
+        w.update_in_place(txn, old, &new).await
+    } else {
+        w.delete(txn, old)?;
+        moved.push(new);
+        Ok(())
+    }
 }
 
 pub(crate) async fn delete<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, del: &Delete) -> Result<QueryResult, SqlError> {
@@ -409,6 +438,10 @@ pub(crate) async fn delete<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, del: &Delet
     let (mut rel, scope) = plan_target(txn, ctx, target, &using, del.selection.as_ref()).await?;
     let mut ret = Returning::new(del.returning.as_ref(), &scope, ctx)?;
     let ncols = w.table.columns.len();
+    // As for UPDATE: subqueries reading the target table see it as it was before the statement.
+    let snapshot = subqueries_read(&rel, &[], w.table.id);
+    let mut buffered: Vec<Row> = Vec::new();
+    let mut meter = Meter::default();
     let mut done: HashSet<Vec<u8>> = HashSet::new();
     let mut count = 0u64;
     while let Some(rows) = rel.next(txn, &ctx.budget).await? {
@@ -417,12 +450,20 @@ pub(crate) async fn delete<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, del: &Delet
             if !done.insert(row_key(&w.table, old)?) {
                 continue;
             }
-            w.delete(txn, old)?;
+            if snapshot {
+                meter.add(old, &ctx.budget, "DELETE rows found before writing")?;
+                buffered.push(old.to_vec());
+            } else {
+                w.delete(txn, old)?;
+            }
             if let Some(r) = ret.as_mut() {
                 r.add(&combined, ctx)?;
             }
             count += 1;
         }
+    }
+    for old in buffered {
+        w.delete(txn, &old)?;
     }
     Ok(finish("DELETE", count, ret))
 }

@@ -36,6 +36,8 @@ mod from;
 mod join;
 mod query;
 mod show;
+mod subquery;
+mod txn_control;
 mod write;
 
 pub use catalog::{CheckDesc, ColumnDesc, DatabaseDesc, IndexDesc, SqlType, TableDesc};

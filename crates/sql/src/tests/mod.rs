@@ -4,6 +4,8 @@
 mod exprs;
 mod plans;
 mod queries;
+mod subqueries;
+mod transactions;
 mod types;
 mod writes;
 
