@@ -26,6 +26,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// Most point reads sent to one range in one request by [`Txn::prefetch`].
+const PREFETCH_BATCH: usize = 1000;
+
 pub struct Txn {
     node: Arc<Node>,
     deadline: Instant,
@@ -403,6 +406,48 @@ impl TxnClient for Txn {
             }
             _ => Err(SqlError::Kv(KvError::Internal("unexpected result".into()))),
         }
+    }
+
+    /// Reads the keys not yet read or written, up to [`PREFETCH_BATCH`] gets per request to each
+    /// range, into the point-read cache (`got`) that `get` answers from.
+    async fn prefetch(&mut self, keys: &[Vec<u8>]) -> Result<(), SqlError> {
+        let mut todo: Vec<Vec<u8>> = keys.iter().filter(|k| !self.writes.contains_key(*k) && !self.got.contains_key(*k)).cloned().collect();
+        todo.sort();
+        todo.dedup();
+        let mut by_range: BTreeMap<RangeId, (RangeDescriptor, Vec<Vec<u8>>)> = BTreeMap::new();
+        for k in todo {
+            let desc = self.node.router.lookup(&k, self.deadline).await?;
+            by_range.entry(desc.range_id).or_insert_with(|| (desc, Vec::new())).1.push(k);
+        }
+        for (desc, keys) in by_range.into_values() {
+            for chunk in keys.chunks(PREFETCH_BATCH) {
+                let req = KvRequest::Read(ReadRequest {
+                    range_id: desc.range_id,
+                    ts: self.read_ts,
+                    uncertainty_limit: self.uncertainty(),
+                    ops: chunk.iter().map(|k| ReadOp::Get { key: k.clone() }).collect(),
+                });
+                let r = match self.node.router.send(&desc, req, self.deadline).await {
+                    Ok(KvResponse::Read(r)) => r,
+                    // The range moved: leave these keys to `get`, which re-resolves it.
+                    Err(KvError::KeyOutOfRange { .. }) => continue,
+                    Err(e) => return Err(SqlError::Kv(e)),
+                    Ok(_) => return Err(SqlError::Kv(KvError::Internal("unexpected response".into()))),
+                };
+                if self.read_ts.is_none() {
+                    self.read_ts = Some(r.ts);
+                }
+                self.node.hlc.update(r.ts);
+                for (k, res) in chunk.iter().zip(r.results) {
+                    let ReadResult::Get(v) = res else {
+                        return Err(SqlError::Kv(KvError::Internal("unexpected result".into())));
+                    };
+                    self.reads.push((desc.range_id, Span::point(k)));
+                    self.got.insert(k.clone(), v);
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn scan(&mut self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, SqlError> {

@@ -250,57 +250,113 @@ pub(crate) async fn insert<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, ins: &Inser
         },
     }
     let mut count = 0u64;
-    for vals in source {
-        let mut row: Vec<Option<Datum>> = vec![None; ncols];
-        for (&col, v) in targets.iter().zip(vals) {
-            if let Some(v) = v {
-                row[col] = Some(w.coerce(col, v)?);
+    let mut source = source.into_iter().peekable();
+    while source.peek().is_some() {
+        // Rows are completed a batch at a time and the keys their conflict checks read are
+        // prefetched together (one round trip instead of one per row). A row that cannot be
+        // completed ends the batch; its error is returned when its turn comes, as row by row.
+        let mut batch: Vec<Result<Row, SqlError>> = Vec::new();
+        for vals in source.by_ref().take(PREFETCH_ROWS) {
+            let r = complete_row(txn, &w, &targets, vals);
+            let failed = r.is_err();
+            batch.push(r);
+            if failed {
+                break;
             }
         }
-        let mut full = Vec::with_capacity(ncols);
-        for (i, v) in row.into_iter().enumerate() {
-            full.push(match v {
-                Some(v) => v,
-                None => w.default_value(txn, i)?,
-            });
+        if batch.len() > 1 {
+            let keys: Vec<Vec<u8>> = batch.iter().flatten().flat_map(|r| conflict_keys(&w, r)).collect();
+            txn.prefetch(&keys).await?;
         }
-        w.validate(&full)?;
-        if (do_nothing || do_update.is_some())
-            && let Some((name, existing_key)) = w.find_conflict(txn, &full, None).await?
-        {
-            {
-                let Some(du) = &do_update else { continue };
-                if upsert && name != w.table.pkey_name() {
-                    return Err(SqlError::user(codes::UNIQUE, format!("duplicate key value violates unique constraint \"{name}\"")));
-                }
-                let Some(value) = txn.get(&existing_key).await? else { continue };
-                let old = decode_row(&w.table, &value)?;
-                let mut combined = old.clone();
-                combined.extend(full.iter().cloned());
-                if let Some(f) = &du.filter
-                    && !crate::rel::passes(f, &combined)?
-                {
-                    continue;
-                }
-                let mut new = old.clone();
-                for (col, s) in &du.sets {
-                    new[*col] = w.coerce(*col, eval(s, &combined, &[])?)?;
-                }
-                write_update(txn, &w, &old, &new).await?;
-                if let Some(r) = ret.as_mut() {
-                    r.add(&new, ctx)?;
-                }
-                count += 1;
-                continue;
-            }
+        for full in batch {
+            let full = full?;
+            insert_row(txn, ctx, &w, full, upsert, do_nothing, do_update.as_ref(), ret.as_mut(), &mut count).await?;
         }
-        w.insert(txn, &full).await?;
-        if let Some(r) = ret.as_mut() {
-            r.add(&full, ctx)?;
-        }
-        count += 1;
     }
     Ok(finish("INSERT", count, ret))
+}
+
+/// Rows per batch of INSERT conflict-check prefetches.
+const PREFETCH_ROWS: usize = 1000;
+
+/// A complete row from the values given for the target columns (None = DEFAULT).
+fn complete_row<T: TxnClient>(txn: &mut T, w: &Writer, targets: &[usize], vals: Vec<Option<Datum>>) -> Result<Row, SqlError> {
+    let ncols = w.table.columns.len();
+    let mut row: Vec<Option<Datum>> = vec![None; ncols];
+    for (&col, v) in targets.iter().zip(vals) {
+        if let Some(v) = v {
+            row[col] = Some(w.coerce(col, v)?);
+        }
+    }
+    let mut full = Vec::with_capacity(ncols);
+    for (i, v) in row.into_iter().enumerate() {
+        full.push(match v {
+            Some(v) => v,
+            None => w.default_value(txn, i)?,
+        });
+    }
+    Ok(full)
+}
+
+/// The keys `Writer::find_conflict` reads for a new row: its primary key and its unique index
+/// entries.
+fn conflict_keys(w: &Writer, row: &[Datum]) -> Vec<Vec<u8>> {
+    let mut keys: Vec<Vec<u8>> = row_key(&w.table, row).into_iter().collect();
+    for idx in w.table.indexes.iter().filter(|i| i.unique) {
+        if let Ok(Some(k)) = crate::encoding::index_key(&w.table, idx, row) {
+            keys.push(k);
+        }
+    }
+    keys
+}
+
+/// Inserts one complete row, handling conflicts (DO NOTHING, DO UPDATE, UPSERT) and RETURNING.
+#[allow(clippy::too_many_arguments)]
+async fn insert_row<T: TxnClient>(
+    txn: &mut T,
+    ctx: &Ctx<'_>,
+    w: &Writer,
+    full: Row,
+    upsert: bool,
+    do_nothing: bool,
+    do_update: Option<&DoUpdate>,
+    mut ret: Option<&mut Returning>,
+    count: &mut u64,
+) -> Result<(), SqlError> {
+    w.validate(&full)?;
+    if (do_nothing || do_update.is_some())
+        && let Some((name, existing_key)) = w.find_conflict(txn, &full, None).await?
+    {
+        let Some(du) = do_update else { return Ok(()) };
+        if upsert && name != w.table.pkey_name() {
+            return Err(SqlError::user(codes::UNIQUE, format!("duplicate key value violates unique constraint \"{name}\"")));
+        }
+        let Some(value) = txn.get(&existing_key).await? else { return Ok(()) };
+        let old = decode_row(&w.table, &value)?;
+        let mut combined = old.clone();
+        combined.extend(full.iter().cloned());
+        if let Some(f) = &du.filter
+            && !crate::rel::passes(f, &combined)?
+        {
+            return Ok(());
+        }
+        let mut new = old.clone();
+        for (col, s) in &du.sets {
+            new[*col] = w.coerce(*col, eval(s, &combined, &[])?)?;
+        }
+        write_update(txn, w, &old, &new).await?;
+        if let Some(r) = ret.as_mut() {
+            r.add(&new, ctx)?;
+        }
+        *count += 1;
+        return Ok(());
+    }
+    w.insert(txn, &full).await?;
+    if let Some(r) = ret.as_mut() {
+        r.add(&full, ctx)?;
+    }
+    *count += 1;
+    Ok(())
 }
 
 /// Updates one row, moving it if its primary key changed.

@@ -87,6 +87,8 @@ fn bulk_insert_select_from_generate_series_and_tables() {
     run(&mut t, "CREATE TABLE b (k INT8 PRIMARY KEY, d INT8, s TEXT)");
     let r = run(&mut t, "INSERT INTO b SELECT g, g * 2, 'x' || g FROM generate_series(1, 20000) AS g");
     assert_eq!((r.tag.as_str(), r.rows_affected), ("INSERT", 20000));
+    // The conflict checks' keys are named to the TxnClient 1,000 rows at a time.
+    assert_eq!((t.prefetches, t.prefetched_keys), (20, 20000));
     assert_eq!(
         rows(&mut t, "SELECT count(*), sum(d), max(s), min(k) FROM b"),
         vec![vec![json!(20000), json!(400_020_000), json!("x9999"), json!(1)]]
@@ -107,4 +109,11 @@ fn bulk_insert_select_from_generate_series_and_tables() {
     assert_eq!(rows(&mut t, "SELECT count(*) FROM c"), vec![vec![json!(80)]]);
     assert_eq!(super::err(&mut t, "INSERT INTO c SELECT k, d, s, 1 FROM b"), "42601");
     assert_eq!(super::err(&mut t, "INSERT INTO c SELECT k FROM b WHERE k = 1000"), "23505");
+    // Errors still come in row order: the conflict of the first row before the bad second row.
+    run(&mut t, "CREATE TABLE nn (k INT8 PRIMARY KEY, v INT8 NOT NULL)");
+    run(&mut t, "INSERT INTO nn VALUES (1, 1)");
+    assert_eq!(super::err(&mut t, "INSERT INTO nn VALUES (1, 1), (2, NULL)"), "23505");
+    assert_eq!(super::err(&mut t, "INSERT INTO nn VALUES (2, NULL), (1, 1)"), "23502");
+    assert_eq!(super::err(&mut t, "INSERT INTO nn VALUES (3, 'x'), (1, 1)"), "22P02");
+    assert_eq!(rows(&mut t, "SELECT count(*) FROM nn"), vec![vec![json!(1)]]);
 }
