@@ -120,9 +120,14 @@ pub struct Corr {
     pub plan: Arc<SubPlan>,
 }
 
+/// Two uses of the same subquery text with the same outer values are equal (so `GROUP BY
+/// (SELECT ...)` matches the same subquery in the select list).
 impl PartialEq for Corr {
     fn eq(&self, other: &Corr) -> bool {
-        self.usage == other.usage && self.lhs == other.lhs && self.params == other.params && Arc::ptr_eq(&self.plan, &other.plan)
+        self.usage == other.usage
+            && self.lhs == other.lhs
+            && self.params == other.params
+            && (Arc::ptr_eq(&self.plan, &other.plan) || self.plan.sql == other.plan.sql)
     }
 }
 
@@ -148,6 +153,8 @@ struct Cache {
 /// A correlated subquery's plan (with [`Scalar::Outer`] references), shared by every copy of
 /// its expression, with its result cache.
 pub struct SubPlan {
+    /// The subquery's text.
+    sql: String,
     template: Rel,
     kind: SubqKind,
     ty: Option<SqlType>,
@@ -252,6 +259,7 @@ pub(crate) async fn resolve_subqueries<T: TxnClient>(
             Resolved::Rows(collect(&mut rel, txn, &ctx.budget, kind).await?, ty)
         } else {
             let plan = SubPlan {
+                sql: q.to_string(),
                 template: rel,
                 kind,
                 ty,

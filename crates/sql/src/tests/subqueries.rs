@@ -111,6 +111,13 @@ fn having_order_by_aggregates_and_group_checks() {
     );
     assert_eq!(ids(rows(&mut t, "SELECT id FROM p ORDER BY (SELECT count(*) FROM q WHERE q.pid = p.id) DESC, id LIMIT 3")), [1, 3, 2]);
     assert_eq!(rows(&mut t, "SELECT sum((SELECT count(*) FROM q WHERE q.pid = p.id)) FROM p"), vec![vec![json!(3)]]);
+    assert_eq!(
+        rows(
+            &mut t,
+            "SELECT (SELECT count(*) FROM q WHERE q.pid = p.id), count(*) FROM p GROUP BY (SELECT count(*) FROM q WHERE q.pid = p.id) ORDER BY 1"
+        ),
+        vec![vec![json!(0), json!(3)], vec![json!(1), json!(1)], vec![json!(2), json!(1)]]
+    );
     let e = super::run_args(&mut t, "SELECT cat, (SELECT count(*) FROM q WHERE q.pid = p.id) FROM p GROUP BY cat", vec![]).unwrap_err();
     assert_eq!((e.code(), e.to_string().as_str()), ("42803", "subquery uses ungrouped column \"p.id\" from outer query"));
     // An aggregate over outer columns only belongs to the outer query in PostgreSQL.
