@@ -148,7 +148,10 @@ const HAND: &[(&str, bool)] = &[
     ("SELECT x, y FROM t2 WHERE v > (SELECT avg(v) FROM t2 t2b WHERE t2b.x = t2.x) ORDER BY x, y", true),
     ("SELECT a, count(*) FROM t1 GROUP BY a HAVING EXISTS (SELECT 1 FROM t3 WHERE t3.k1 = t1.a)", false),
     ("SELECT k FROM t1 WHERE b > (SELECT min(m) FROM t3 WHERE t3.k1 = t1.k OR t3.g = t1.a) ORDER BY k", true),
-    ("SELECT k FROM t1 WHERE EXISTS (SELECT 1 FROM t3 WHERE t3.k1 = t1.k AND EXISTS (SELECT 1 FROM t2 WHERE t2.y = t3.g - t1.k)) ORDER BY k", true),
+    (
+        "SELECT k FROM t1 WHERE EXISTS (SELECT 1 FROM t3 WHERE t3.k1 = t1.k AND EXISTS (SELECT 1 FROM t2 WHERE t2.y = t3.g - t1.k)) ORDER BY k",
+        true,
+    ),
     ("SELECT k, (SELECT sum(v) FROM t2 WHERE t2.y < t1.k AND t2.v IS NOT NULL) FROM t1 WHERE k < 5 ORDER BY k", true),
 ];
 
