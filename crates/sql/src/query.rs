@@ -365,6 +365,7 @@ async fn plan_select<T: TxnClient>(
         c.aggs = Some(specs);
     }
     let aggs: Vec<AggSpec> = c.aggs.clone().unwrap_or_default();
+    let aggs_len = aggs.len();
     let grouped = !aggs.is_empty() || !group.is_empty() || having.is_some();
     let distinct = matches!(sel.distinct, Some(Distinct::Distinct));
     let out_scope: Vec<ScopeCol> = proj.iter().map(|(n, s)| ScopeCol::new(None, n, c.ty(s))).collect();
@@ -405,17 +406,23 @@ async fn plan_select<T: TxnClient>(
     } else if sort.is_empty() {
         rel = Rel::Project { input: Box::new(rel), exprs: proj.into_iter().map(|(_, s)| s).collect() };
     } else {
-        // Project the sort keys as hidden trailing columns, sort, then drop them.
-        let mut exprs: Vec<Scalar> = proj.into_iter().map(|(_, s)| s).collect();
+        // Project the sort keys as hidden trailing columns, sort, then drop them. A select list
+        // with correlated subqueries is computed after LIMIT instead (over the sorted input
+        // rows), so they run only for the rows returned, as in PostgreSQL.
+        let late = proj.iter().any(|(_, s)| s.has_correlated());
+        let input_width = if grouped { width + aggs_len } else { width };
+        let select: Vec<Scalar> = proj.into_iter().map(|(_, s)| s).collect();
+        let (mut exprs, base) = if late { ((0..input_width).map(Scalar::Col).collect(), input_width) } else { (select.clone(), n) };
         for (i, k) in sort.iter_mut().enumerate() {
-            exprs.push(std::mem::replace(&mut k.expr, Scalar::Col(n + i)));
+            exprs.push(std::mem::replace(&mut k.expr, Scalar::Col(base + i)));
         }
         rel = Rel::Project { input: Box::new(rel), exprs };
         rel = Rel::Sort { input: Box::new(rel), keys: sort, out: None };
         if limit.is_some() || offset > 0 {
             rel = Rel::Limit { input: Box::new(rel), limit, offset, seen: 0 };
         }
-        rel = Rel::Project { input: Box::new(rel), exprs: (0..n).map(Scalar::Col).collect() };
+        let exprs = if late { select } else { (0..n).map(Scalar::Col).collect() };
+        rel = Rel::Project { input: Box::new(rel), exprs };
         return Ok((rel, out_scope));
     }
     if limit.is_some() || offset > 0 {

@@ -56,6 +56,18 @@ fn scalar_subqueries_null_on_no_rows_and_21000_on_several() {
         [-1, -999, 1]
     );
     assert_eq!(ids(rows(&mut t, "SELECT id FROM p WHERE price > (SELECT avg(price) FROM p p2 WHERE p2.cat = p.cat) ORDER BY id")), [2, 3]);
+    // With ORDER BY ... LIMIT the select list runs for the returned rows only.
+    assert_eq!(
+        rows(&mut t, "SELECT (SELECT qty FROM q WHERE q.pid = p.id), id FROM p ORDER BY id DESC LIMIT 3"),
+        vec![vec![Value::Null, json!(5)], vec![Value::Null, json!(4)], vec![json!(1), json!(3)]]
+    );
+    assert_eq!(
+        rows(
+            &mut t,
+            "SELECT cat, (SELECT count(*) FROM p p2 WHERE p2.cat = p.cat), sum(price) FROM p GROUP BY cat ORDER BY sum(price) DESC NULLS LAST LIMIT 1"
+        ),
+        vec![vec![json!("b"), json!(2), json!(35)]]
+    );
     assert_eq!(err(&mut t, "SELECT (SELECT id, qty FROM q WHERE q.pid = p.id) FROM p"), "42601");
 }
 
