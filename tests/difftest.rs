@@ -4,7 +4,8 @@
 //! from a seeded RNG (random scalar expressions, WHERE predicates, ORDER BY with full keys,
 //! LIMIT/OFFSET, aggregates with GROUP BY/HAVING, DISTINCT) plus 1,200 over t1 joined with t3
 //! (inner/left/right/full joins on keys and non-keys, grouped joins, DISTINCT over CASE/COALESCE/
-//! NULLIF, IN/NOT IN subqueries, UNION/EXCEPT/INTERSECT [ALL], ORDER BY + LIMIT/OFFSET) — runs on both. Shows that Meridian
+//! NULLIF, IN/NOT IN subqueries, UNION/EXCEPT/INTERSECT [ALL], ORDER BY + LIMIT/OFFSET) — runs on both
+//! (the hand-written list includes correlated subqueries). Shows that Meridian
 //! returns PostgreSQL's rows, or fails with the same SQLSTATE class, except for the differences
 //! listed in [`KNOWN`] (each with its reason); any NEW difference fails the test.
 //!
@@ -134,6 +135,24 @@ const HAND: &[(&str, bool)] = &[
     ("SELECT k FROM t1 WHERE -0.0::FLOAT8 = b * 0", false),
     ("SELECT k FROM t1 WHERE k = 2 OR 1 / (k - 2) > 0", false),
     ("SELECT k FROM t1 WHERE 1 AND true", false),
+    // Correlated subqueries.
+    ("SELECT k FROM t1 WHERE EXISTS (SELECT 1 FROM t3 WHERE t3.k1 = t1.k) ORDER BY k", true),
+    ("SELECT k FROM t1 WHERE NOT EXISTS (SELECT 1 FROM t3 WHERE t3.k1 = t1.k) ORDER BY k", true),
+    ("SELECT k, (SELECT count(*) FROM t3 WHERE t3.k1 = t1.k) FROM t1 ORDER BY k", true),
+    ("SELECT k, (SELECT max(m) FROM t3 WHERE t3.g > t1.a) FROM t1 ORDER BY k", true),
+    ("SELECT k, (SELECT name FROM t3 WHERE t3.id = t1.k) FROM t1 ORDER BY k", true),
+    ("SELECT k, (SELECT name FROM t3 WHERE t3.k1 = t1.k) FROM t1 ORDER BY k", true),
+    ("SELECT k, a IN (SELECT g FROM t3 WHERE t3.k1 = t1.k) FROM t1 ORDER BY k", true),
+    ("SELECT k, a NOT IN (SELECT g FROM t3 WHERE t3.k1 <= t1.k) FROM t1 ORDER BY k", true),
+    ("SELECT k, a > ALL (SELECT g FROM t3 WHERE t3.id > t1.k), a <= ANY (SELECT g FROM t3 WHERE t3.id < t1.k) FROM t1 ORDER BY k", true),
+    ("SELECT x, y FROM t2 WHERE v > (SELECT avg(v) FROM t2 t2b WHERE t2b.x = t2.x) ORDER BY x, y", true),
+    ("SELECT a, count(*) FROM t1 GROUP BY a HAVING EXISTS (SELECT 1 FROM t3 WHERE t3.k1 = t1.a)", false),
+    ("SELECT k FROM t1 WHERE b > (SELECT min(m) FROM t3 WHERE t3.k1 = t1.k OR t3.g = t1.a) ORDER BY k", true),
+    (
+        "SELECT k FROM t1 WHERE EXISTS (SELECT 1 FROM t3 WHERE t3.k1 = t1.k AND EXISTS (SELECT 1 FROM t2 WHERE t2.y = t3.g - t1.k)) ORDER BY k",
+        true,
+    ),
+    ("SELECT k, (SELECT sum(v) FROM t2 WHERE t2.y < t1.k AND t2.v IS NOT NULL) FROM t1 WHERE k < 5 ORDER BY k", true),
 ];
 
 /// One engine's answer: rows (Meridian JSON values with their column types, or PostgreSQL text),

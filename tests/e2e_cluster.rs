@@ -268,3 +268,30 @@ async fn concurrent_increments_from_every_gateway_lose_no_update() {
     assert_eq!(rows(&body), vec![json!([acked])], "every acknowledged increment applied once");
     assert!(acked > 0);
 }
+
+/// A bulk load of 20,000 rows from generate_series is one transaction (a Raft entry of about
+/// 2 MB) and commits, with BEGIN first and COMMIT last in the same request; a request ending in
+/// ROLLBACK is refused (0A000) before any of its statements runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_insert_select_in_one_transaction_and_transaction_control() {
+    let _g = serial().await;
+    let c = Cluster::start(3, &[]).await;
+    c.must(0, "", "CREATE DATABASE bulk").await;
+    c.must(0, "bulk", "CREATE TABLE b (k INT8 PRIMARY KEY, d INT8, s STRING)").await;
+    let stmts = [
+        "BEGIN ISOLATION LEVEL SERIALIZABLE",
+        "INSERT INTO b SELECT g, g * 2, 'x' || g FROM generate_series(1, 20000) AS g",
+        "SELECT count(*) FROM b",
+        "COMMIT",
+    ];
+    let body = json!({"database": "bulk", "timeout": "25s", "statements": stmts.iter().map(|s| json!({"sql": s})).collect::<Vec<_>>()});
+    let (st, r) = c.sql_body(1, body).await;
+    assert_eq!(st, 200, "{r}");
+    let tags: Vec<_> = r["results"].as_array().unwrap().iter().map(|x| x["tag"].as_str().unwrap_or("").to_string()).collect();
+    assert_eq!(tags, ["BEGIN", "INSERT", "SELECT", "COMMIT"]);
+    assert_eq!((r["results"][1]["rows_affected"].clone(), r["results"][2]["rows"].clone()), (json!(20000), json!([[20000]])));
+    assert_eq!(rows(&c.must(2, "bulk", "SELECT count(*), sum(d), max(s) FROM b").await), vec![json!([20000, 400_020_000, "x9999"])]);
+    let (st, r) = c.sql(0, "bulk", &[("INSERT INTO b VALUES (0, 0, 'z')", json!([])), ("ROLLBACK", json!([]))]).await;
+    assert_eq!((st, r["error"]["code"].clone()), (400, json!("0A000")), "{r}");
+    assert_eq!(rows(&c.must(0, "bulk", "SELECT count(*) FROM b WHERE k = 0").await), vec![json!([0])]);
+}

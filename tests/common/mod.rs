@@ -64,6 +64,11 @@ impl Cluster {
     }
 
     pub fn spawn(&self, i: usize) {
+        self.spawn_with_env(i, &[]);
+    }
+
+    /// Starts node `i` with extra environment variables (testing hooks).
+    pub fn spawn_with_env(&self, i: usize, env: &[(&str, &str)]) {
         let join = self.join_list();
         let n = &self.nodes[i];
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&n.log).unwrap();
@@ -72,6 +77,7 @@ impl Cluster {
             .args(["--locality", &format!("region=local,zone=z{}", i + 1), "--raft-heartbeat-ms", "100", "--dead-after", "4s"])
             .args(&self.extra_args)
             .env("MERIDIAN_LOG", "info,openraft=warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

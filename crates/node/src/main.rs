@@ -13,6 +13,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod admin;
 mod catalog_cache;
 mod demo;
+mod dist_txn;
 mod http;
 mod node;
 mod records;

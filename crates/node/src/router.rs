@@ -163,6 +163,10 @@ impl Router {
     pub async fn send(&self, desc: &RangeDescriptor, req: KvRequest, deadline: Instant) -> Result<KvResponse, KvError> {
         let is_write = !matches!(req, KvRequest::Read(_));
         let frame_body = admin::encode(&req);
+        // A large write (a big transaction's commit) needs time to be replicated and applied:
+        // 1 ms more per KiB, so it is not reported as ambiguous while it is still progressing.
+        let attempt_cap =
+            if is_write { ATTEMPT_TIMEOUT + Duration::from_millis((frame_body.len() / 1024) as u64) } else { ATTEMPT_TIMEOUT };
         // Until an attempt actually fails, running out of time is a timeout, not unavailability.
         let mut last_err = KvError::Timeout;
         let mut backoff = Duration::from_millis(20);
@@ -179,7 +183,7 @@ impl Router {
                 if now >= deadline {
                     return Err(last_err);
                 }
-                let attempt = (deadline - now).min(ATTEMPT_TIMEOUT);
+                let attempt = (deadline - now).min(attempt_cap);
                 let res = if node == self.node_id() {
                     match tokio::time::timeout(attempt, self.store.handle_kv(req.clone())).await {
                         Ok(r) => Ok(r),

@@ -14,6 +14,7 @@
 //! runs as its own transaction on the system range and takes effect immediately.
 
 use crate::admin::{self, AdminRequest, AdminResponse};
+use crate::dist_txn;
 use crate::node::Node;
 use crate::records::SysRecord;
 use meridian_raft_glue::{Frame, Service, Transport};
@@ -25,6 +26,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
+
+/// Most point reads sent to one range in one request by [`Txn::prefetch`].
+const PREFETCH_BATCH: usize = 1000;
 
 pub struct Txn {
     node: Arc<Node>,
@@ -40,6 +44,8 @@ pub struct Txn {
     /// Buffered writes conditional on their key holding no row at commit (`put_absent`), with
     /// the error to report if one does.
     absent: std::collections::HashMap<Vec<u8>, SqlError>,
+    /// Descriptors of the ranges read, for a multi-range commit.
+    descs: std::collections::HashMap<RangeId, RangeDescriptor>,
     /// The commit (or read) timestamp once finished.
     pub timestamp: Option<Timestamp>,
 }
@@ -54,6 +60,7 @@ impl Txn {
             reads: Vec::new(),
             got: Default::default(),
             absent: Default::default(),
+            descs: Default::default(),
             timestamp: None,
         }
     }
@@ -79,10 +86,13 @@ impl Txn {
                     }
                     self.node.hlc.update(r.ts);
                     let res = r.results.into_iter().next().ok_or_else(|| KvError::Internal("empty read".into()))?;
+                    self.descs.entry(desc.range_id).or_insert_with(|| desc.clone());
                     return Ok((desc, res));
                 }
                 Ok(_) => return Err(KvError::Internal("unexpected response".into())),
                 Err(KvError::KeyOutOfRange { .. }) if Instant::now() < self.deadline => continue,
+                // Another transaction's intent at or below the read: learn its outcome first.
+                Err(KvError::WriteIntent { key, txn }) => dist_txn::push(&self.node, self.deadline, &key, &txn).await?,
                 Err(e) => return Err(e),
             }
         }
@@ -98,40 +108,39 @@ impl Txn {
         }
         let first = self.writes.keys().next().cloned().unwrap_or_default();
         let desc = self.node.router.lookup(&first, self.deadline).await?;
-        if self.writes.keys().any(|k| !desc.contains_key(k)) {
-            return Err(SqlError::user(
-                "0A000",
-                "this transaction writes to more than one range; multi-range transactions are not supported yet, so nothing was written",
-            ));
-        }
-        if let Some((r, _)) = self.reads.iter().find(|(r, _)| *r != desc.range_id && *r != SYSTEM_RANGE_ID) {
-            return Err(SqlError::user(
-                "0A000",
-                format!(
-                    "this transaction reads range r{r} and writes range r{}; cross-range transactions are not supported yet, so nothing was written",
-                    desc.range_id
-                ),
-            ));
-        }
-        let read_spans = self.reads.iter().filter(|(r, _)| *r == desc.range_id).map(|(_, s)| s.clone()).collect();
-        let writes = std::mem::take(&mut self.writes)
+        let one_range = self.writes.keys().all(|k| desc.contains_key(k))
+            && self.reads.iter().all(|(r, _)| *r == desc.range_id || *r == SYSTEM_RANGE_ID);
+        let writes: Vec<Write> = std::mem::take(&mut self.writes)
             .into_iter()
             .map(|(key, value)| {
                 let absent = self.absent.contains_key(&key);
                 Write { key, value, absent }
             })
             .collect();
-        let req = KvRequest::Write(WriteRequest { range_id: desc.range_id, read_ts: self.read_ts, read_spans, writes });
-        match self.node.router.send(&desc, req, self.deadline).await {
-            Ok(KvResponse::Write(w)) => {
-                self.node.hlc.update(w.commit_ts);
-                self.timestamp = Some(w.commit_ts);
-                Ok(w.commit_ts)
+        let commit_ts = if one_range {
+            // Fast path: one Raft proposal validates the reads and commits.
+            let read_spans = self.reads.iter().filter(|(r, _)| *r == desc.range_id).map(|(_, s)| s.clone()).collect();
+            let req = KvRequest::Write(WriteRequest { range_id: desc.range_id, read_ts: self.read_ts, read_spans, writes });
+            match self.node.router.send(&desc, req, self.deadline).await {
+                Ok(KvResponse::Write(w)) => w.commit_ts,
+                Ok(_) => return Err(SqlError::Kv(KvError::Internal("unexpected response".into()))),
+                Err(KvError::WriteIntent { key, txn }) => {
+                    // Blocked by an unfinished transaction: settle it, then let the request retry.
+                    let _ = dist_txn::push(&self.node, self.deadline, &key, &txn).await;
+                    return Err(SqlError::Kv(KvError::WriteIntent { key, txn }));
+                }
+                Err(e) => return Err(dist_txn::to_sql(e, &mut self.absent)),
             }
-            Ok(_) => Err(SqlError::Kv(KvError::Internal("unexpected response".into()))),
-            Err(KvError::KeyExists { key }) => Err(self.absent.remove(&key).unwrap_or(SqlError::Kv(KvError::KeyExists { key }))),
-            Err(e) => Err(e.into()),
-        }
+        } else {
+            let reads: Vec<(RangeId, Span)> = self.reads.iter().filter(|(r, _)| *r != SYSTEM_RANGE_ID).cloned().collect();
+            let parts = dist_txn::participants(&self.node, self.deadline, writes, &reads, &self.descs).await?;
+            dist_txn::commit(&self.node, self.deadline, self.read_ts, first, parts)
+                .await
+                .map_err(|e| dist_txn::to_sql(e, &mut self.absent))?
+        };
+        self.node.hlc.update(commit_ts);
+        self.timestamp = Some(commit_ts);
+        Ok(commit_ts)
     }
 
     // ---- catalog: one system-range transaction per operation ----
@@ -423,6 +432,55 @@ impl TxnClient for Txn {
             }
             _ => Err(SqlError::Kv(KvError::Internal("unexpected result".into()))),
         }
+    }
+
+    /// Reads the keys not yet read or written, up to [`PREFETCH_BATCH`] gets per request to each
+    /// range, into the point-read cache (`got`) that `get` answers from.
+    async fn prefetch(&mut self, keys: &[Vec<u8>]) -> Result<(), SqlError> {
+        let mut todo: Vec<Vec<u8>> = keys.iter().filter(|k| !self.writes.contains_key(*k) && !self.got.contains_key(*k)).cloned().collect();
+        todo.sort();
+        todo.dedup();
+        let mut by_range: BTreeMap<RangeId, (RangeDescriptor, Vec<Vec<u8>>)> = BTreeMap::new();
+        for k in todo {
+            let desc = self.node.router.lookup(&k, self.deadline).await?;
+            by_range.entry(desc.range_id).or_insert_with(|| (desc, Vec::new())).1.push(k);
+        }
+        for (desc, keys) in by_range.into_values() {
+            for chunk in keys.chunks(PREFETCH_BATCH) {
+                let req = KvRequest::Read(ReadRequest {
+                    range_id: desc.range_id,
+                    ts: self.read_ts,
+                    uncertainty_limit: self.uncertainty(),
+                    ops: chunk.iter().map(|k| ReadOp::Get { key: k.clone() }).collect(),
+                });
+                let r = match self.node.router.send(&desc, req, self.deadline).await {
+                    Ok(KvResponse::Read(r)) => r,
+                    // The range moved: leave these keys to `get`, which re-resolves it.
+                    Err(KvError::KeyOutOfRange { .. }) => continue,
+                    // An unfinished transaction's intent: settle it and leave these keys to
+                    // `get` (which reads again).
+                    Err(KvError::WriteIntent { key, txn }) => {
+                        dist_txn::push(&self.node, self.deadline, &key, &txn).await?;
+                        continue;
+                    }
+                    Err(e) => return Err(SqlError::Kv(e)),
+                    Ok(_) => return Err(SqlError::Kv(KvError::Internal("unexpected response".into()))),
+                };
+                if self.read_ts.is_none() {
+                    self.read_ts = Some(r.ts);
+                }
+                self.node.hlc.update(r.ts);
+                self.descs.entry(desc.range_id).or_insert_with(|| desc.clone());
+                for (k, res) in chunk.iter().zip(r.results) {
+                    let ReadResult::Get(v) = res else {
+                        return Err(SqlError::Kv(KvError::Internal("unexpected result".into())));
+                    };
+                    self.reads.push((desc.range_id, Span::point(k)));
+                    self.got.insert(k.clone(), v);
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn scan(&mut self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, SqlError> {

@@ -72,8 +72,12 @@ fn unreachable(msg: impl ToString) -> RPCError<TypeConfig> {
 impl Network {
     async fn send(&self, msg: RaftMsg, option: &RPCOption) -> Result<RaftReply, RPCError<TypeConfig>> {
         let body = encode(&msg).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        // openraft gives an append one heartbeat interval; a large one (a big transaction's
+        // entry) needs time to travel and be made durable, or it would time out and be re-sent
+        // forever: 1 ms more per KiB.
+        let ttl = option.soft_ttl() + std::time::Duration::from_millis((body.len() / 1024) as u64);
         let frame = Frame { service: Service::Raft, range_id: self.range_id, body };
-        let reply = self.transport.call(self.node, frame, option.soft_ttl()).await.map_err(unreachable)?;
+        let reply = self.transport.call(self.node, frame, ttl).await.map_err(unreachable)?;
         let reply: RaftReply = decode(&reply).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         match reply {
             RaftReply::NoReplica => Err(unreachable(format!("replica {} of r{} not on n{}", self.to, self.range_id, self.node))),

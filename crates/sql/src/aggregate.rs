@@ -11,15 +11,16 @@
 use crate::datum::Datum;
 use crate::encoding::group_key;
 use crate::error::{SqlError, codes};
-use crate::eval::{binary, eval};
+use crate::eval::binary;
 use crate::expr::{AggFunc, AggSpec, BinOp, Scalar};
 use crate::rel::{Budget, Meter, PAGE, Rel, Row};
+use crate::subquery::eval_row;
 use crate::txn::TxnClient;
 use rust_decimal::Decimal;
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 enum Acc {
     Count(i64),
     Sum(Datum),
@@ -30,7 +31,7 @@ enum Acc {
     Str(Option<String>),
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct AccState {
     acc: Acc,
     distinct: Option<HashSet<Vec<u8>>>,
@@ -146,7 +147,7 @@ impl AccState {
 }
 
 /// GROUP BY + aggregates over `input` (of width `width`).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct AggNode {
     pub input: Rel,
     pub width: usize,
@@ -167,7 +168,11 @@ impl AggNode {
             }
             while let Some(rows) = self.input.next(txn, b).await? {
                 for row in rows {
-                    let gk = group_key(&self.group.iter().map(|g| eval(g, &row, &[])).collect::<Result<Vec<_>, _>>()?);
+                    let mut gvals = Vec::with_capacity(self.group.len());
+                    for g in &self.group {
+                        gvals.push(eval_row(txn, b, g, &row).await?);
+                    }
+                    let gk = group_key(&gvals);
                     let gi = match index.get(&gk) {
                         Some(i) => *i,
                         None => {
@@ -177,13 +182,16 @@ impl AggNode {
                             groups.len() - 1
                         }
                     };
-                    let Some((_, accs)) = groups.get_mut(gi) else { continue };
-                    for (acc, spec) in accs.iter_mut().zip(&self.aggs) {
+                    for (i, spec) in self.aggs.iter().enumerate() {
                         let v = match &spec.arg {
-                            Some(a) => eval(a, &row, &[])?,
+                            Some(a) => eval_row(txn, b, a, &row).await?,
                             None => Datum::Null,
                         };
-                        let sep = spec.sep.as_ref().map(|s| eval(s, &row, &[])).transpose()?;
+                        let sep = match &spec.sep {
+                            Some(s) => Some(eval_row(txn, b, s, &row).await?),
+                            None => None,
+                        };
+                        let Some(acc) = groups.get_mut(gi).and_then(|(_, accs)| accs.get_mut(i)) else { continue };
                         if acc.distinct.is_some() && !v.is_null() {
                             meter.add(std::slice::from_ref(&v), b, "aggregation state")?;
                         }

@@ -6,7 +6,10 @@
 //! the old row; rows whose primary key changes are deleted first and re-inserted after the
 //! scan, so `SET k = k + 1` over consecutive keys succeeds; a target row joined to several FROM
 //! rows is updated once. INSERT ... SELECT reads its whole source (bounded by the budget)
-//! before writing, so it never sees its own rows. RETURNING results are bounded by the budget.
+//! before writing, so it never sees its own rows. Correlated subqueries in UPDATE (WHERE, SET)
+//! and DELETE (WHERE) that read the target table see it as it was before the statement: the
+//! statement's rows are computed first (bounded by the budget) and written afterwards.
+//! RETURNING results are bounded by the budget.
 //! Not handled: ON CONFLICT ON CONSTRAINT, ORDER BY/LIMIT on UPDATE/DELETE, writable CTEs.
 
 use crate::datum::Datum;
@@ -18,6 +21,7 @@ use crate::expr::{Compiler, Scalar, ScopeCol, ident_name, table_scope, unsupport
 use crate::from::{apply_filter, finalize, is_default, plan_from};
 use crate::query::{compile_full, plan_query};
 use crate::rel::{Meter, Rel, Row, bind_rowids};
+use crate::subquery::{eval_row, subqueries_read};
 use crate::txn::TxnClient;
 use crate::write::Writer;
 use sqlparser::ast::{
@@ -249,65 +253,125 @@ pub(crate) async fn insert<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, ins: &Inser
     // row is there without looking at it: a blind write, no read round trip.
     let blind_upsert = upsert && ins.on.is_none() && w.table.indexes.is_empty() && targets.len() == ncols;
     let mut count = 0u64;
-    for vals in source {
-        let mut row: Vec<Option<Datum>> = vec![None; ncols];
-        for (&col, v) in targets.iter().zip(vals) {
-            if let Some(v) = v {
-                row[col] = Some(w.coerce(col, v)?);
+    let mut source = source.into_iter().peekable();
+    while source.peek().is_some() {
+        // Rows are completed a batch at a time and the keys their conflict checks read are
+        // prefetched together (one round trip instead of one per row). A row that cannot be
+        // completed ends the batch; its error is returned when its turn comes, as row by row.
+        let mut batch: Vec<Result<Row, SqlError>> = Vec::new();
+        for vals in source.by_ref().take(PREFETCH_ROWS) {
+            let r = complete_row(txn, &w, &targets, vals);
+            let failed = r.is_err();
+            batch.push(r);
+            if failed {
+                break;
             }
         }
-        let mut full = Vec::with_capacity(ncols);
-        for (i, v) in row.into_iter().enumerate() {
-            full.push(match v {
-                Some(v) => v,
-                None => w.default_value(txn, i)?,
-            });
+        if batch.len() > 1 && !blind_upsert {
+            // A plain INSERT's primary-key check rides on its write (`put_absent`): only
+            // conflict handling needs the existing rows.
+            let with_pk = do_nothing || do_update.is_some();
+            let keys: Vec<Vec<u8>> = batch.iter().flatten().flat_map(|r| conflict_keys(&w, r, with_pk)).collect();
+            txn.prefetch(&keys).await?;
         }
-        w.validate(&full)?;
-        if blind_upsert {
-            w.put(txn, &full)?;
-            if let Some(r) = ret.as_mut() {
-                r.add(&full, ctx)?;
-            }
-            count += 1;
-            continue;
-        }
-        if (do_nothing || do_update.is_some())
-            && let Some((name, existing_key)) = w.find_conflict(txn, &full, None).await?
-        {
-            {
-                let Some(du) = &do_update else { continue };
-                if upsert && name != w.table.pkey_name() {
-                    return Err(SqlError::user(codes::UNIQUE, format!("duplicate key value violates unique constraint \"{name}\"")));
-                }
-                let Some(value) = txn.get(&existing_key).await? else { continue };
-                let old = decode_row(&w.table, &value)?;
-                let mut combined = old.clone();
-                combined.extend(full.iter().cloned());
-                if let Some(f) = &du.filter
-                    && !crate::rel::passes(f, &combined)?
-                {
-                    continue;
-                }
-                let mut new = old.clone();
-                for (col, s) in &du.sets {
-                    new[*col] = w.coerce(*col, eval(s, &combined, &[])?)?;
-                }
-                write_update(txn, &w, &old, &new).await?;
+        for full in batch {
+            let full = full?;
+            if blind_upsert {
+                w.validate(&full)?;
+                w.put(txn, &full)?;
                 if let Some(r) = ret.as_mut() {
-                    r.add(&new, ctx)?;
+                    r.add(&full, ctx)?;
                 }
                 count += 1;
                 continue;
             }
+            insert_row(txn, ctx, &w, full, upsert, do_nothing, do_update.as_ref(), ret.as_mut(), &mut count).await?;
         }
-        w.insert(txn, &full).await?;
-        if let Some(r) = ret.as_mut() {
-            r.add(&full, ctx)?;
-        }
-        count += 1;
     }
     Ok(finish("INSERT", count, ret))
+}
+
+/// Rows per batch of INSERT conflict-check prefetches.
+const PREFETCH_ROWS: usize = 1000;
+
+/// A complete row from the values given for the target columns (None = DEFAULT).
+fn complete_row<T: TxnClient>(txn: &mut T, w: &Writer, targets: &[usize], vals: Vec<Option<Datum>>) -> Result<Row, SqlError> {
+    let ncols = w.table.columns.len();
+    let mut row: Vec<Option<Datum>> = vec![None; ncols];
+    for (&col, v) in targets.iter().zip(vals) {
+        if let Some(v) = v {
+            row[col] = Some(w.coerce(col, v)?);
+        }
+    }
+    let mut full = Vec::with_capacity(ncols);
+    for (i, v) in row.into_iter().enumerate() {
+        full.push(match v {
+            Some(v) => v,
+            None => w.default_value(txn, i)?,
+        });
+    }
+    Ok(full)
+}
+
+/// The keys the conflict checks of a new row read: its unique index entries and, `with_pk`, its
+/// primary key.
+fn conflict_keys(w: &Writer, row: &[Datum], with_pk: bool) -> Vec<Vec<u8>> {
+    let mut keys: Vec<Vec<u8>> = if with_pk { row_key(&w.table, row).into_iter().collect() } else { Vec::new() };
+    for idx in w.table.indexes.iter().filter(|i| i.unique) {
+        if let Ok(Some(k)) = crate::encoding::index_key(&w.table, idx, row) {
+            keys.push(k);
+        }
+    }
+    keys
+}
+
+/// Inserts one complete row, handling conflicts (DO NOTHING, DO UPDATE, UPSERT) and RETURNING.
+#[allow(clippy::too_many_arguments)]
+async fn insert_row<T: TxnClient>(
+    txn: &mut T,
+    ctx: &Ctx<'_>,
+    w: &Writer,
+    full: Row,
+    upsert: bool,
+    do_nothing: bool,
+    do_update: Option<&DoUpdate>,
+    mut ret: Option<&mut Returning>,
+    count: &mut u64,
+) -> Result<(), SqlError> {
+    w.validate(&full)?;
+    if (do_nothing || do_update.is_some())
+        && let Some((name, existing_key)) = w.find_conflict(txn, &full, None).await?
+    {
+        let Some(du) = do_update else { return Ok(()) };
+        if upsert && name != w.table.pkey_name() {
+            return Err(SqlError::user(codes::UNIQUE, format!("duplicate key value violates unique constraint \"{name}\"")));
+        }
+        let Some(value) = txn.get(&existing_key).await? else { return Ok(()) };
+        let old = decode_row(&w.table, &value)?;
+        let mut combined = old.clone();
+        combined.extend(full.iter().cloned());
+        if let Some(f) = &du.filter
+            && !crate::rel::passes(f, &combined)?
+        {
+            return Ok(());
+        }
+        let mut new = old.clone();
+        for (col, s) in &du.sets {
+            new[*col] = w.coerce(*col, eval(s, &combined, &[])?)?;
+        }
+        write_update(txn, w, &old, &new).await?;
+        if let Some(r) = ret.as_mut() {
+            r.add(&new, ctx)?;
+        }
+        *count += 1;
+        return Ok(());
+    }
+    w.insert(txn, &full).await?;
+    if let Some(r) = ret.as_mut() {
+        r.add(&full, ctx)?;
+    }
+    *count += 1;
+    Ok(())
 }
 
 /// Updates one row, moving it if its primary key changed.
@@ -367,6 +431,11 @@ pub(crate) async fn update<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, up: &Update
     let defaults: Vec<bool> = up.assignments.iter().map(|a| is_default(&a.value)).collect();
     let mut ret = Returning::new(up.returning.as_ref(), &scope, ctx)?;
     let ncols = w.table.columns.len();
+    // Correlated subqueries reading the target table must see it as it was before the statement
+    // (as in PostgreSQL): then every new row is computed before anything is written.
+    let snapshot = subqueries_read(&rel, &sets.iter().map(|(_, s)| s).collect::<Vec<_>>(), w.table.id);
+    let mut buffered: Vec<(Row, Row)> = Vec::new();
+    let mut meter = Meter::default();
     let mut moved: Vec<Row> = Vec::new();
     let mut done: HashSet<Vec<u8>> = HashSet::new();
     let mut count = 0u64;
@@ -379,7 +448,12 @@ pub(crate) async fn update<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, up: &Update
             }
             let mut new = old.clone();
             for ((col, s), is_def) in sets.iter().zip(&defaults) {
-                let v = if *is_def { w.default_value(txn, *col)? } else { eval(&bind_rowids(s, txn), &combined, &[])? };
+                let v = if *is_def {
+                    w.default_value(txn, *col)?
+                } else {
+                    let s = bind_rowids(s, txn);
+                    eval_row(txn, &ctx.budget, &s, &combined).await?
+                };
                 new[*col] = w.coerce(*col, v)?;
             }
             // Constraints first: a NULL primary key must be 23502, not a key-encoding failure.
@@ -390,18 +464,33 @@ pub(crate) async fn update<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, up: &Update
                 out.extend(combined.get(ncols..).unwrap_or_default().iter().cloned());
                 r.add(&out, ctx)?;
             }
-            if row_key(&w.table, &new)? == key {
-                w.update_in_place(txn, &old, &new).await?;
+            if snapshot {
+                meter.add(&new, &ctx.budget, "UPDATE rows computed before writing")?;
+                buffered.push((old, new));
             } else {
-                w.delete(txn, &old)?;
-                moved.push(new);
+                apply_update(txn, &w, &old, new, &mut moved).await?;
             }
         }
+    }
+    for (old, new) in buffered {
+        apply_update(txn, &w, &old, new, &mut moved).await?;
     }
     for row in moved {
         w.insert(txn, &row).await?;
     }
     Ok(finish("UPDATE", count, ret))
+}
+
+/// Writes one updated row in place, or deletes it and queues it for re-insertion (in `moved`)
+/// when its primary key changed.
+async fn apply_update<T: TxnClient>(txn: &mut T, w: &Writer, old: &[Datum], new: Row, moved: &mut Vec<Row>) -> Result<(), SqlError> {
+    if row_key(&w.table, &new)? == row_key(&w.table, old)? {
+        w.update_in_place(txn, old, &new).await
+    } else {
+        w.delete(txn, old)?;
+        moved.push(new);
+        Ok(())
+    }
 }
 
 pub(crate) async fn delete<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, del: &Delete) -> Result<QueryResult, SqlError> {
@@ -420,6 +509,10 @@ pub(crate) async fn delete<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, del: &Delet
     let (mut rel, scope) = plan_target(txn, ctx, target, &using, del.selection.as_ref()).await?;
     let mut ret = Returning::new(del.returning.as_ref(), &scope, ctx)?;
     let ncols = w.table.columns.len();
+    // As for UPDATE: subqueries reading the target table see it as it was before the statement.
+    let snapshot = subqueries_read(&rel, &[], w.table.id);
+    let mut buffered: Vec<Row> = Vec::new();
+    let mut meter = Meter::default();
     let mut done: HashSet<Vec<u8>> = HashSet::new();
     let mut count = 0u64;
     while let Some(rows) = rel.next(txn, &ctx.budget).await? {
@@ -428,12 +521,20 @@ pub(crate) async fn delete<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, del: &Delet
             if !done.insert(row_key(&w.table, old)?) {
                 continue;
             }
-            w.delete(txn, old)?;
+            if snapshot {
+                meter.add(old, &ctx.budget, "DELETE rows found before writing")?;
+                buffered.push(old.to_vec());
+            } else {
+                w.delete(txn, old)?;
+            }
             if let Some(r) = ret.as_mut() {
                 r.add(&combined, ctx)?;
             }
             count += 1;
         }
+    }
+    for old in buffered {
+        w.delete(txn, &old)?;
     }
     Ok(finish("DELETE", count, ret))
 }

@@ -1,9 +1,11 @@
 //! Evaluation of compiled [`Scalar`] expressions over a row and aggregate results.
 //!
-//! Invariants: SQL three-valued logic (NULL propagates through operators; AND/OR/NOT/IN use
-//! Kleene logic, AND/OR short-circuit); integer arithmetic is checked (22003 on overflow, 22012
-//! on division by zero, also for floats); operators on unsupported type pairs are 42883;
-//! non-boolean conditions are 42804. Never panics on any input.
+//! Invariants: SQL three-valued logic (NULL propagates through operators; AND/OR/NOT/IN/ANY/ALL
+//! use Kleene logic, AND/OR short-circuit); integer arithmetic is checked (22003 on overflow,
+//! 22012 on division by zero, also for floats); operators on unsupported type pairs are 42883;
+//! non-boolean conditions are 42804. Never panics on any input. A correlated subquery is read
+//! from its cache: a miss fails the evaluation and the calling operator runs the subquery
+//! (`subquery::eval_row`).
 //! Date/time arithmetic follows PostgreSQL (date ± int, date - date, timestamp ± interval,
 //! timestamp - timestamp); DECIMAL arithmetic is exact (division rounds to at least 16 places).
 //! Not handled: collations, jsonb operators other than `->`, `->>` and `||`.
@@ -111,8 +113,15 @@ pub fn eval(s: &Scalar, row: &[Datum], aggs: &[Datum]) -> Result<Datum, SqlError
                 None => Datum::Null,
             }
         }
-        Scalar::Subquery(_) | Scalar::Exists(..) | Scalar::InSubquery(..) => {
+        Scalar::Subquery(_) | Scalar::Exists(..) | Scalar::InSubquery(..) | Scalar::AnySubquery(..) => {
             return Err(SqlError::user(codes::UNSUPPORTED, "unsupported: subquery in this context"));
+        }
+        Scalar::Outer(..) => return Err(SqlError::user("XX000", "internal error: outer reference outside its subquery")),
+        Scalar::Correlated(c) => crate::subquery::eval_corr(c, row, aggs)?,
+        Scalar::AnyList(x, op, all, items) => {
+            // With no values the left operand is never evaluated.
+            let x = if items.is_empty() { Datum::Null } else { eval(x, row, aggs)? };
+            any_all(*op, *all, &x, items)?
         }
         Scalar::InList(x, list, negated) => {
             // An empty list (a subquery without rows): `x IN ()` is false, `x NOT IN ()` true,
@@ -163,6 +172,21 @@ pub fn eval(s: &Scalar, row: &[Datum], aggs: &[Datum]) -> Result<Datum, SqlError
         Scalar::Cast(e, spec) => eval(e, row, aggs)?.cast(spec.ty)?.conform(spec, true)?,
         Scalar::Func(f, args) => eval_func(*f, args, row, aggs)?,
     })
+}
+
+/// `x op ANY (items)` (`all` false) or `x op ALL (items)`: over no items false (ANY) or true
+/// (ALL) whatever `x`; otherwise true/false when some comparison decides it, else NULL when a
+/// comparison was NULL. `x IN (...)` is `x = ANY (...)`.
+pub(crate) fn any_all(op: BinOp, all: bool, x: &Datum, items: &[Datum]) -> Result<Datum, SqlError> {
+    let mut unknown = false;
+    for item in items {
+        match truth(&binary(op, x.clone(), item.clone())?, "ANY/ALL")? {
+            Some(b) if b != all => return Ok(Datum::Bool(b)),
+            Some(_) => {}
+            None => unknown = true,
+        }
+    }
+    Ok(if unknown { Datum::Null } else { Datum::Bool(all) })
 }
 
 /// Compares two values for a comparison operator; None when either is NULL.

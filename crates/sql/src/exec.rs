@@ -5,11 +5,15 @@
 //! Supported: CREATE/DROP DATABASE, SHOW DATABASES/TABLES/COLUMNS/CREATE TABLE, CREATE/DROP
 //! TABLE (UNIQUE, CHECK, SERIAL), ALTER TABLE (ADD/DROP/RENAME COLUMN, RENAME TO), INSERT
 //! (VALUES, SELECT, DEFAULT VALUES, ON CONFLICT, RETURNING), UPSERT, UPDATE (FROM, RETURNING),
-//! DELETE (RETURNING), SELECT (joins, subqueries, set operations, CTEs), EXPLAIN.
+//! DELETE (RETURNING), SELECT (joins, subqueries, set operations, CTEs), EXPLAIN, and
+//! BEGIN/START TRANSACTION first and COMMIT/END last in a request (no-ops: `txn_control`).
 //! Argument count mismatches are 08P01.
+//! Every entry is parsed (and transaction control statements checked, `txn_control`) before
+//! any statement runs, so a syntax error or a misplaced BEGIN/COMMIT runs nothing.
 //! Invariants: execution stops at the first error; every result and buffered operator state is
 //! bounded by [`ExecOptions`] (54000 beyond it); reads go through the span plan of `plan`.
-//! Not handled: transactions control statements (the node owns them), CREATE INDEX, views.
+//! Not handled: ROLLBACK and savepoints (the node commits a request's transaction), CREATE
+//! INDEX, views.
 
 use crate::catalog::TableDesc;
 use crate::datum::Datum;
@@ -17,7 +21,7 @@ use crate::error::{SqlError, codes};
 use crate::expr::ident_name;
 use crate::rel::Budget;
 use crate::txn::TxnClient;
-use crate::{alter, ddl, dml, explain, query, show};
+use crate::{alter, ddl, dml, explain, query, show, txn_control};
 use sqlparser::ast::{ObjectName, ObjectType, ShowCreateObject, Statement};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -63,6 +67,8 @@ pub(crate) struct Ctx<'a> {
     /// Statement time in microseconds since the epoch.
     pub now: i64,
     pub budget: Budget,
+    /// While planning a subquery: the enclosing queries' scopes (outer references).
+    pub outer: Option<&'a crate::subquery::Env<'a>>,
 }
 
 /// Parses and runs each statement in order against `txn` in database `database` (may be empty:
@@ -76,21 +82,31 @@ pub async fn execute<T: TxnClient>(
 ) -> Result<Vec<QueryResult>, SqlError> {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0);
     let budget = Budget { max_rows: opts.max_result_rows, max_bytes: opts.max_result_bytes };
+    // Every entry is parsed, and transaction control checked, before anything runs.
+    let prepared = statements.iter().map(|(sql, args)| prepare(sql, args)).collect::<Result<Vec<_>, _>>()?;
+    txn_control::check(&prepared.iter().map(|p| &p.parsed.stmt).collect::<Vec<_>>())?;
     let mut out = Vec::with_capacity(statements.len());
-    for (sql, args) in statements {
-        out.push(execute_one(txn, database, sql, args, now, &budget).await?);
+    for p in &prepared {
+        out.push(match txn_control::tag(&p.parsed.stmt) {
+            Some(tag) => QueryResult::tag(tag, 0),
+            None => {
+                let ctx = Ctx { db: database, args: &p.args, now, budget: budget.clone(), outer: None };
+                execute_one(txn, &ctx, &p.parsed.stmt, p.parsed.upsert).await?
+            }
+        });
     }
     Ok(out)
 }
 
-async fn execute_one<T: TxnClient>(
-    txn: &mut T,
-    database: &str,
-    sql: &str,
-    json_args: &[serde_json::Value],
-    now: i64,
-    budget: &Budget,
-) -> Result<QueryResult, SqlError> {
+/// One parsed entry of a request.
+struct Prepared {
+    parsed: std::sync::Arc<crate::parse_cache::Parsed>,
+    args: Vec<Datum>,
+}
+
+/// Parses one entry (exactly one statement; from the parse cache when seen before) and binds
+/// its arguments.
+fn prepare(sql: &str, json_args: &[serde_json::Value]) -> Result<Prepared, SqlError> {
     let parsed = crate::parse_cache::parse(sql)?;
     let expected = parsed.placeholders;
     if expected != json_args.len() {
@@ -100,27 +116,29 @@ async fn execute_one<T: TxnClient>(
         ));
     }
     let args = json_args.iter().map(Datum::from_json).collect::<Result<Vec<_>, _>>()?;
-    let ctx = Ctx { db: database, args: &args, now, budget: budget.clone() };
-    let upsert = parsed.upsert;
-    match &parsed.stmt {
-        Statement::Query(q) => query::select(txn, &ctx, q).await,
-        Statement::Insert(ins) => dml::insert(txn, &ctx, ins, upsert).await,
-        Statement::Update(up) => dml::update(txn, &ctx, up).await,
-        Statement::Delete(del) => dml::delete(txn, &ctx, del).await,
-        Statement::CreateTable(ct) => ddl::create_table(txn, &ctx, ct).await,
+    Ok(Prepared { parsed, args })
+}
+
+async fn execute_one<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, stmt: &Statement, upsert: bool) -> Result<QueryResult, SqlError> {
+    match stmt {
+        Statement::Query(q) => query::select(txn, ctx, q).await,
+        Statement::Insert(ins) => dml::insert(txn, ctx, ins, upsert).await,
+        Statement::Update(up) => dml::update(txn, ctx, up).await,
+        Statement::Delete(del) => dml::delete(txn, ctx, del).await,
+        Statement::CreateTable(ct) => ddl::create_table(txn, ctx, ct).await,
         Statement::CreateDatabase { db_name, if_not_exists, .. } => ddl::create_database(txn, db_name, *if_not_exists).await,
-        Statement::Drop { object_type: ObjectType::Table, if_exists, names, .. } => ddl::drop_tables(txn, &ctx, names, *if_exists).await,
+        Statement::Drop { object_type: ObjectType::Table, if_exists, names, .. } => ddl::drop_tables(txn, ctx, names, *if_exists).await,
         Statement::Drop { object_type: ObjectType::Database, if_exists, names, .. } => ddl::drop_databases(txn, names, *if_exists).await,
         Statement::ShowDatabases { .. } => ddl::show_databases(txn).await,
-        Statement::ShowTables { .. } => ddl::show_tables(txn, &ctx).await,
+        Statement::ShowTables { .. } => ddl::show_tables(txn, ctx).await,
         Statement::ShowColumns { show_options, .. } => match show_options.show_in.as_ref().and_then(|s| s.parent_name.as_ref()) {
-            Some(name) => show::show_columns(txn, &ctx, name).await,
+            Some(name) => show::show_columns(txn, ctx, name).await,
             None => Err(SqlError::user(codes::SYNTAX, "SHOW COLUMNS requires FROM <table>")),
         },
-        Statement::ShowCreate { obj_type: ShowCreateObject::Table, obj_name } => show::show_create(txn, &ctx, obj_name).await,
-        Statement::AlterTable(at) => alter::alter_table(txn, &ctx, at).await,
+        Statement::ShowCreate { obj_type: ShowCreateObject::Table, obj_name } => show::show_create(txn, ctx, obj_name).await,
+        Statement::AlterTable(at) => alter::alter_table(txn, ctx, at).await,
         Statement::Explain { statement, analyze: false, .. } => match &**statement {
-            Statement::Query(q) => explain::explain(txn, &ctx, q).await,
+            Statement::Query(q) => explain::explain(txn, ctx, q).await,
             _ => Err(SqlError::user(codes::UNSUPPORTED, "EXPLAIN supports queries only")),
         },
         other => {

@@ -5,6 +5,8 @@
 //! show `hash join`, `lookup join`, `nested loop` or `cross join`; then sort, limit,
 //! aggregation, distinct, filter, set operations, values and series. Keys are printed by
 //! decoding the primary-key columns after the rows prefix (bytes that do not decode as hex).
+//! A correlated subquery is shown under the operator evaluating it, with its plan; its scans say
+//! how they read once the outer values are known (`point get per outer row`).
 //! Invariant: planning for EXPLAIN is the same as for execution (uncorrelated subqueries are run
 //! while planning, as they are for execution). Not handled: EXPLAIN ANALYZE, costs.
 
@@ -71,17 +73,26 @@ fn scan_text(t: &TableDesc, plan: &ScanPlan) -> String {
     }
 }
 
-fn describe(rel: &Rel, depth: usize, out: &mut Vec<String>) {
+pub(crate) fn describe(rel: &Rel, depth: usize, out: &mut Vec<String>) {
+    describe_node(rel, depth, out);
+    crate::subquery::describe_subplans(rel, depth + 1, out);
+}
+
+fn describe_node(rel: &Rel, depth: usize, out: &mut Vec<String>) {
     let pad = "  ".repeat(depth);
     let mut line = |s: String| out.push(format!("{pad}{s}"));
     match rel {
         Rel::Unit { .. } => line("unit (one row)".into()),
         Rel::Values { rows, .. } => line(format!("values ({} rows)", rows.len())),
-        Rel::Series { .. } => line("generate_series".into()),
+        Rel::Series { .. } | Rel::LazySeries { .. } => line("generate_series".into()),
         Rel::Rows { rows, .. } => line(format!("rows ({})", rows.len())),
         Rel::Scan(s) => {
             let f = if s.filter.is_some() { " (filtered)" } else { "" };
-            line(format!("scan {}: {}{f}", s.table.name, scan_text(&s.table, &s.plan)));
+            let access = match &s.filter {
+                Some(filter) if filter.has_outer() => crate::subquery::per_row_access(s),
+                _ => scan_text(&s.table, &s.plan),
+            };
+            line(format!("scan {}: {access}{f}", s.table.name));
         }
         Rel::Filter { input, .. } => {
             line("filter".into());

@@ -3,12 +3,14 @@
 //! become literals; string literals compared with typed values are cast up front), and static
 //! type inference. Functions are mapped in `func`, evaluation lives in `eval`.
 //!
-//! Invariants: unqualified names must be unique in scope (42702 otherwise); subqueries are not
-//! compiled here but recorded in `Compiler::subqueries` and referenced by index — the planner
-//! runs them and substitutes their results ([`Scalar::subst`]) before anything is evaluated.
-//! Every error is a coded `SqlError`, never a panic.
-//! Not handled: correlated subqueries (their outer references are unknown columns), window
-//! functions, aggregate FILTER / ORDER BY, arrays.
+//! Invariants: unqualified names must be unique in their scope level (42702 otherwise); a name
+//! not found in the compiler's own scope is looked up in the enclosing queries' scopes through
+//! the [`Env`] chain (innermost first) and becomes an [`Scalar::Outer`] parameter of the
+//! subquery being compiled. Subqueries are not compiled here but recorded in
+//! `Compiler::subqueries` and referenced by index — `subquery::resolve_subqueries` plans them and
+//! replaces the placeholders (by literals when uncorrelated, by [`Scalar::Correlated`] nodes when
+//! they reference outer columns). Every error is a coded `SqlError`, never a panic.
+//! Not handled: window functions, aggregate FILTER / ORDER BY, arrays (so `op ANY (array)`).
 
 use crate::catalog::{SqlType, TableDesc, TypeSpec, parse_type};
 use crate::datum::{Datum, parse_decimal};
@@ -16,6 +18,7 @@ use crate::error::{SqlError, codes};
 use crate::eval::overflow;
 pub use crate::eval::{eval, truth};
 use crate::func::{Func, compile_function};
+use crate::subquery::{Corr, Env};
 use sqlparser::ast::{BinaryOperator, CeilFloorKind, DateTimeField, Expr, Ident, Query, TrimWhereField, UnaryOperator, Value};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,7 +71,7 @@ pub enum SubqKind {
     Scalar,
     /// `EXISTS (...)`.
     Exists,
-    /// `x IN (SELECT y)`: one column, any rows.
+    /// `x IN (SELECT y)`, `x op ANY/ALL (SELECT y)`: one column, any rows.
     In,
 }
 
@@ -107,15 +110,32 @@ pub enum Scalar {
     Subquery(usize),
     Exists(usize, bool),
     InSubquery(Box<Scalar>, usize, bool),
+    /// `x op ANY (subquery)` (all = false) or `x op ALL (subquery)` (all = true), pending.
+    AnySubquery(Box<Scalar>, BinOp, bool, usize),
+    /// `x op ANY/ALL (values)`: an uncorrelated ANY/ALL subquery after it ran.
+    AnyList(Box<Scalar>, BinOp, bool, Vec<Datum>),
+    /// The k-th outer value of the correlated subquery this expression belongs to (with its
+    /// static type); replaced by a literal each time the subquery runs.
+    Outer(usize, Option<SqlType>),
+    /// A subquery referencing outer columns, run per distinct value of its parameters.
+    Correlated(Box<Corr>),
 }
 
 impl Scalar {
     /// Calls `f` on every node, children first.
     pub fn walk_mut(&mut self, f: &mut dyn FnMut(&mut Scalar)) {
         match self {
-            Scalar::Lit(_) | Scalar::Col(_) | Scalar::Agg(_) | Scalar::Subquery(_) | Scalar::Exists(..) => {}
+            Scalar::Lit(_) | Scalar::Col(_) | Scalar::Agg(_) | Scalar::Subquery(_) | Scalar::Exists(..) | Scalar::Outer(..) => {}
             Scalar::Neg(e) | Scalar::Not(e) | Scalar::IsNull(e, _) | Scalar::IsBool(e, ..) | Scalar::Cast(e, _) => e.walk_mut(f),
-            Scalar::InSubquery(e, ..) => e.walk_mut(f),
+            Scalar::InSubquery(e, ..) | Scalar::AnySubquery(e, ..) | Scalar::AnyList(e, ..) => e.walk_mut(f),
+            // A correlated subquery's parameters and left operand are expressions of this
+            // level; its plan (another level) is not visited.
+            Scalar::Correlated(c) => {
+                c.params.iter_mut().for_each(|p| p.walk_mut(f));
+                if let Some(l) = c.lhs.as_mut() {
+                    l.walk_mut(f);
+                }
+            }
             Scalar::Bin(_, l, r) | Scalar::IsDistinct(l, r, _) => {
                 l.walk_mut(f);
                 r.walk_mut(f);
@@ -153,15 +173,18 @@ impl Scalar {
     /// Direct children.
     pub fn children(&self) -> Vec<&Scalar> {
         match self {
-            Scalar::Lit(_) | Scalar::Col(_) | Scalar::Agg(_) | Scalar::Subquery(_) | Scalar::Exists(..) => Vec::new(),
+            Scalar::Lit(_) | Scalar::Col(_) | Scalar::Agg(_) | Scalar::Subquery(_) | Scalar::Exists(..) | Scalar::Outer(..) => Vec::new(),
             Scalar::Neg(e)
             | Scalar::Not(e)
             | Scalar::IsNull(e, _)
             | Scalar::IsBool(e, ..)
             | Scalar::Cast(e, _)
-            | Scalar::InSubquery(e, ..) => {
+            | Scalar::InSubquery(e, ..)
+            | Scalar::AnySubquery(e, ..)
+            | Scalar::AnyList(e, ..) => {
                 vec![e]
             }
+            Scalar::Correlated(c) => c.params.iter().chain(c.lhs.as_deref()).collect(),
             Scalar::Bin(_, l, r) | Scalar::IsDistinct(l, r, _) => vec![l, r],
             Scalar::InList(x, list, _) => std::iter::once(&**x).chain(list.iter()).collect(),
             Scalar::Between(a, b, c, _) => vec![a, b, c],
@@ -208,27 +231,15 @@ impl Scalar {
         });
     }
 
-    /// Replaces pending subqueries with their results (`results[i]` = the rows of subquery i's
-    /// first column).
-    pub fn subst(&mut self, results: &[Vec<Datum>]) -> Result<(), SqlError> {
-        let mut err = None;
-        self.walk_mut(&mut |s| {
-            let get = |i: usize| results.get(i).cloned().unwrap_or_default();
-            let new = match s {
-                Scalar::Subquery(i) => {
-                    let rows = get(*i);
-                    if rows.len() > 1 {
-                        err = Some(SqlError::user(codes::CARDINALITY, "more than one row returned by a subquery used as an expression"));
-                    }
-                    Scalar::Lit(rows.into_iter().next().unwrap_or(Datum::Null))
-                }
-                Scalar::Exists(i, negated) => Scalar::Lit(Datum::Bool(get(*i).is_empty() == *negated)),
-                Scalar::InSubquery(x, i, negated) => Scalar::InList(x.clone(), get(*i).into_iter().map(Scalar::Lit).collect(), *negated),
-                _ => return,
-            };
-            *s = new;
-        });
-        err.map_or(Ok(()), Err)
+    /// Whether the expression contains a correlated subquery (which only operators that can
+    /// run it may evaluate: see `subquery::eval_row`).
+    pub fn has_correlated(&self) -> bool {
+        self.any(&|n| matches!(n, Scalar::Correlated(_)))
+    }
+
+    /// Whether the expression references outer values of its subquery.
+    pub fn has_outer(&self) -> bool {
+        self.any(&|n| matches!(n, Scalar::Outer(..)))
     }
 }
 
@@ -253,6 +264,31 @@ impl ScopeCol {
     }
 }
 
+/// Finds a column in one scope level: `Some(position)`, `None` when the level does not have it
+/// (look further out). Errors: an ambiguous name (42702); `t.c` where this level has table `t`
+/// but no column `c` (42703: PostgreSQL does not look further out either).
+pub fn find_in_scope(scope: &[ScopeCol], table: Option<&str>, name: &str) -> Result<Option<usize>, SqlError> {
+    let mut found = None;
+    for (i, c) in scope.iter().enumerate() {
+        let hit = match table {
+            Some(t) => c.table.as_deref() == Some(t) && c.name == name,
+            None => !c.hidden && c.name == name,
+        };
+        if hit {
+            if found.is_some() {
+                return Err(SqlError::user(codes::AMBIGUOUS_COLUMN, format!("column reference \"{name}\" is ambiguous")));
+            }
+            found = Some(i);
+        }
+    }
+    match (found, table) {
+        (None, Some(t)) if scope.iter().any(|c| c.table.as_deref() == Some(t)) => {
+            Err(SqlError::user(codes::UNDEFINED_COLUMN, format!("column {t}.{name} does not exist")))
+        }
+        (found, _) => Ok(found),
+    }
+}
+
 /// The scope of one table's columns under `alias` (or its name).
 pub fn table_scope(table: &TableDesc, alias: Option<&str>) -> Vec<ScopeCol> {
     let t = alias.unwrap_or(&table.name);
@@ -273,11 +309,19 @@ pub struct Compiler<'a> {
     pub aggs: Option<Vec<AggSpec>>,
     /// Subqueries met so far, to be run by the planner.
     pub subqueries: Vec<(Query, SubqKind)>,
+    /// The enclosing queries' scopes when compiling a subquery (outer references).
+    pub env: Option<&'a Env<'a>>,
 }
 
 impl<'a> Compiler<'a> {
     pub fn new(scope: Vec<ScopeCol>, args: &'a [Datum], now: i64) -> Self {
-        Compiler { scope, args, now, aggs: None, subqueries: Vec::new() }
+        Compiler { scope, args, now, aggs: None, subqueries: Vec::new(), env: None }
+    }
+
+    /// A compiler for the statement of `ctx`, seeing the outer scopes of `ctx` (if it plans a
+    /// subquery).
+    pub(crate) fn from_ctx(scope: Vec<ScopeCol>, ctx: &crate::exec::Ctx<'a>) -> Self {
+        Compiler { env: ctx.outer, ..Compiler::new(scope, ctx.args, ctx.now) }
     }
 
     pub fn for_table(table: &TableDesc, alias: Option<&str>, args: &'a [Datum], now: i64) -> Self {
@@ -288,10 +332,10 @@ impl<'a> Compiler<'a> {
         Ok(match e {
             Expr::Nested(inner) => self.compile(inner)?,
             Expr::Value(v) => Scalar::Lit(self.literal(&v.value)?),
-            Expr::Identifier(id) => Scalar::Col(self.column(None, &ident_name(id))?),
+            Expr::Identifier(id) => self.name_ref(None, &ident_name(id))?,
             Expr::CompoundIdentifier(parts) => match parts.as_slice() {
-                [t, c] => Scalar::Col(self.column(Some(&ident_name(t)), &ident_name(c))?),
-                [_, t, c] => Scalar::Col(self.column(Some(&ident_name(t)), &ident_name(c))?),
+                [t, c] => self.name_ref(Some(&ident_name(t)), &ident_name(c))?,
+                [_, t, c] => self.name_ref(Some(&ident_name(t)), &ident_name(c))?,
                 _ => return Err(unsupported(format!("qualified name {e}"))),
             },
             Expr::UnaryOp { op, expr } => {
@@ -386,6 +430,8 @@ impl<'a> Compiler<'a> {
                 self.subqueries.push(((**q).clone(), SubqKind::Scalar));
                 Scalar::Subquery(self.subqueries.len() - 1)
             }
+            Expr::AnyOp { left, compare_op, right, .. } => self.quantified(left, compare_op, right, false)?,
+            Expr::AllOp { left, compare_op, right } => self.quantified(left, compare_op, right, true)?,
             Expr::Between { expr, negated, low, high } => {
                 let x = self.compile(expr)?;
                 let t = self.ty(&x);
@@ -494,30 +540,47 @@ impl<'a> Compiler<'a> {
         })
     }
 
-    /// Resolves a (possibly qualified) column name to its position in scope.
+    /// `x op ANY|ALL (subquery)`.
+    fn quantified(&mut self, left: &Expr, op: &BinaryOperator, right: &Expr, all: bool) -> Result<Scalar, SqlError> {
+        let op = match op {
+            BinaryOperator::Eq => BinOp::Eq,
+            BinaryOperator::NotEq => BinOp::NotEq,
+            BinaryOperator::Lt => BinOp::Lt,
+            BinaryOperator::LtEq => BinOp::LtEq,
+            BinaryOperator::Gt => BinOp::Gt,
+            BinaryOperator::GtEq => BinOp::GtEq,
+            other => return Err(unsupported(format!("operator {other} with ANY/ALL"))),
+        };
+        let Expr::Subquery(q) = right else {
+            return Err(unsupported("ANY/ALL over an array (only subqueries)"));
+        };
+        let x = self.compile(left)?;
+        self.subqueries.push(((**q).clone(), SubqKind::In));
+        Ok(Scalar::AnySubquery(Box::new(x), op, all, self.subqueries.len() - 1))
+    }
+
+    /// A column reference: a position in this compiler's scope, or an outer value found in an
+    /// enclosing query's scope (innermost level first).
+    fn name_ref(&self, table: Option<&str>, name: &str) -> Result<Scalar, SqlError> {
+        if let Some(i) = find_in_scope(&self.scope, table, name)? {
+            return Ok(Scalar::Col(i));
+        }
+        if let Some(env) = self.env
+            && let Some((k, ty)) = env.resolve(table, name)?
+        {
+            return Ok(Scalar::Outer(k, ty));
+        }
+        Err(match table {
+            Some(t) => SqlError::user(codes::UNDEFINED_TABLE, format!("missing FROM-clause entry for table \"{t}\"")),
+            None => SqlError::user(codes::UNDEFINED_COLUMN, format!("column \"{name}\" does not exist")),
+        })
+    }
+
+    /// Resolves a (possibly qualified) column name to its position in this compiler's scope.
     pub fn column(&self, table: Option<&str>, name: &str) -> Result<usize, SqlError> {
-        let mut found = None;
-        for (i, c) in self.scope.iter().enumerate() {
-            let hit = match table {
-                Some(t) => c.table.as_deref() == Some(t) && c.name == name,
-                None => !c.hidden && c.name == name,
-            };
-            if hit {
-                if found.is_some() {
-                    return Err(SqlError::user(codes::AMBIGUOUS_COLUMN, format!("column reference \"{name}\" is ambiguous")));
-                }
-                found = Some(i);
-            }
-        }
-        if let Some(i) = found {
-            return Ok(i);
-        }
-        match table {
-            Some(t) if !self.scope.iter().any(|c| c.table.as_deref() == Some(t)) => {
-                Err(SqlError::user(codes::UNDEFINED_TABLE, format!("missing FROM-clause entry for table \"{t}\"")))
-            }
-            Some(t) => Err(SqlError::user(codes::UNDEFINED_COLUMN, format!("column {t}.{name} does not exist"))),
-            None => Err(SqlError::user(codes::UNDEFINED_COLUMN, format!("column \"{name}\" does not exist"))),
+        match self.name_ref(table, name)? {
+            Scalar::Col(i) => Ok(i),
+            _ => Err(SqlError::user(codes::UNDEFINED_COLUMN, format!("column \"{name}\" does not exist"))),
         }
     }
 
@@ -607,6 +670,8 @@ impl<'a> Compiler<'a> {
             | Scalar::IsDistinct(..)
             | Scalar::InList(..)
             | Scalar::InSubquery(..)
+            | Scalar::AnySubquery(..)
+            | Scalar::AnyList(..)
             | Scalar::Exists(..)
             | Scalar::Between(..)
             | Scalar::Like { .. } => Some(T::Bool),
@@ -616,6 +681,8 @@ impl<'a> Compiler<'a> {
                 whens.iter().map(|(_, t)| t).chain(otherwise.iter().map(|b| &**b)).find_map(|s| self.ty(s))
             }
             Scalar::Subquery(_) => None,
+            Scalar::Outer(_, ty) => *ty,
+            Scalar::Correlated(c) => c.ty(),
         }
     }
 }

@@ -6,7 +6,8 @@
 //! on any other equi-join keys, nested loop otherwise.
 //!
 //! Invariants: a join's output is left columns then right columns; conjuncts are only pushed
-//! where that cannot change results (never into the NULL-extended side of an outer join).
+//! where that cannot change results (never into the NULL-extended side of an outer join), and
+//! never when they hold a correlated subquery (those stay in filters, which can run them).
 //! Not handled: LATERAL, NATURAL joins, table functions other than generate_series.
 
 use crate::catalog::SqlType;
@@ -61,7 +62,8 @@ pub(crate) fn apply_filter(rel: Rel, filter: Scalar) -> Rel {
 /// above `rel`.
 pub(crate) fn push(rel: &mut Rel, pred: Scalar) -> Option<Scalar> {
     let cols = pred.columns();
-    if cols.is_empty() {
+    // Scans and joins evaluate without running subqueries: correlated ones stay in a filter.
+    if cols.is_empty() || pred.has_correlated() {
         return Some(pred);
     }
     match rel {
@@ -239,31 +241,26 @@ fn plan_factor<'a, T: TxnClient>(
                 if fname != "generate_series" {
                     return Err(SqlError::user(codes::UNDEFINED_FUNCTION, format!("function {name} does not exist")));
                 }
-                let mut vals = Vec::new();
-                let mut c = Compiler::new(Vec::new(), ctx.args, ctx.now);
+                let mut exprs = Vec::new();
+                let mut c = Compiler::from_ctx(Vec::new(), ctx);
                 for a in &args.args {
                     let FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) = a else {
                         return Err(unsupported(format!("argument {a}")));
                     };
                     let s = compile_full(txn, ctx, &mut c, e, ctes).await?;
-                    vals.push(crate::eval::eval(&s, &[], &[])?);
+                    if s.has_correlated() {
+                        return Err(unsupported("correlated subquery as a generate_series argument"));
+                    }
+                    exprs.push(s);
                 }
-                let int = |d: Option<&Datum>| match d {
-                    Some(Datum::Int(i)) => Ok(Some(*i)),
-                    Some(Datum::Null) => Ok(None),
-                    None => Ok(Some(1)),
-                    Some(other) => Err(unsupported(format!("generate_series over {}", other.type_name()))),
-                };
-                if !(2..=3).contains(&vals.len()) {
+                if !(2..=3).contains(&exprs.len()) {
                     return Err(SqlError::user(codes::UNDEFINED_FUNCTION, "function generate_series() does not exist"));
                 }
-                let (start, stop, step) = (int(vals.first())?, int(vals.get(1))?, int(vals.get(2))?);
-                if step == Some(0) {
-                    return Err(SqlError::user(codes::INVALID_PARAM, "step size cannot equal zero"));
-                }
-                let rel = match (start, stop, step) {
-                    (Some(cur), Some(stop), Some(step)) => Rel::Series { cur, stop, step, done: false },
-                    _ => Rel::Rows { rows: Vec::new(), done: false },
+                // Arguments using a correlated subquery's outer values are bound per run.
+                let rel = if exprs.iter().any(Scalar::has_outer) {
+                    Rel::LazySeries { args: exprs }
+                } else {
+                    series(&exprs.iter().map(|s| crate::eval::eval(s, &[], &[])).collect::<Result<Vec<_>, _>>()?)?
                 };
                 // A bare alias names the column too, as in PostgreSQL.
                 let col = alias
@@ -283,6 +280,24 @@ fn plan_factor<'a, T: TxnClient>(
             }
             other => Err(unsupported(format!("FROM item {other}"))),
         }
+    })
+}
+
+/// generate_series over evaluated arguments (start, stop[, step]).
+pub(crate) fn series(vals: &[Datum]) -> Result<Rel, SqlError> {
+    let int = |d: Option<&Datum>| match d {
+        Some(Datum::Int(i)) => Ok(Some(*i)),
+        Some(Datum::Null) => Ok(None),
+        None => Ok(Some(1)),
+        Some(other) => Err(unsupported(format!("generate_series over {}", other.type_name()))),
+    };
+    let (start, stop, step) = (int(vals.first())?, int(vals.get(1))?, int(vals.get(2))?);
+    if step == Some(0) {
+        return Err(SqlError::user(codes::INVALID_PARAM, "step size cannot equal zero"));
+    }
+    Ok(match (start, stop, step) {
+        (Some(cur), Some(stop), Some(step)) => Rel::Series { cur, stop, step, done: false },
+        _ => Rel::Rows { rows: Vec::new(), done: false },
     })
 }
 
@@ -337,7 +352,7 @@ async fn join<T: TxnClient>(
     scope.extend(rscope);
     let on = match constraint {
         JoinConstraint::On(e) => {
-            let mut c = Compiler::new(scope.clone(), ctx.args, ctx.now);
+            let mut c = Compiler::from_ctx(scope.clone(), ctx);
             Some(compile_full(txn, ctx, &mut c, e, ctes).await?)
         }
         JoinConstraint::Using(cols) => {
@@ -365,10 +380,20 @@ async fn join<T: TxnClient>(
     }
     let mut node = JoinNode::new(kind, left, right, None, lw, rw);
     let mut rel_on = None;
+    // Conjuncts with correlated subqueries filter an inner join's output (joins evaluate their
+    // condition without running subqueries).
+    let mut above = None;
     if let Some(on) = on {
         let mut cs = Vec::new();
         conjuncts(on, &mut cs);
         for c in cs {
+            if c.has_correlated() {
+                if !matches!(kind, JoinKind::Inner | JoinKind::Cross) {
+                    return Err(unsupported("correlated subquery in the ON condition of an outer join"));
+                }
+                above = Some(and(above, c));
+                continue;
+            }
             let cols = c.columns();
             let right_only = !cols.is_empty() && cols.iter().all(|x| *x >= lw);
             let left_only = !cols.is_empty() && cols.iter().all(|x| *x < lw);
@@ -402,7 +427,14 @@ async fn join<T: TxnClient>(
     if node.kind == JoinKind::Cross && node.on.is_some() {
         node.kind = JoinKind::Inner;
     }
-    Ok((Rel::Join(Box::new(node)), scope))
+    let rel = Rel::Join(Box::new(node));
+    Ok((
+        match above {
+            Some(pred) => Rel::Filter { input: Box::new(rel), pred },
+            None => rel,
+        },
+        scope,
+    ))
 }
 
 /// Whether an expression is a bare `DEFAULT` keyword.

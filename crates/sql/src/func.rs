@@ -113,6 +113,10 @@ pub fn compile_function(c: &mut Compiler<'_>, f: &Function) -> Result<Scalar, Sq
         let compiled: Result<Vec<Scalar>, SqlError> = arg_exprs.iter().map(|e| c.compile(e)).collect();
         c.aggs = Some(specs);
         let mut args = compiled?;
+        if args.iter().any(Scalar::has_outer) && !args.iter().any(|a| !a.columns().is_empty()) {
+            // PostgreSQL evaluates such an aggregate in the outer query.
+            return Err(unsupported(format!("aggregate {name} over outer query columns only, inside a subquery")));
+        }
         let expected = match func {
             AggFunc::CountStar => 0,
             AggFunc::StringAgg => 2,

@@ -25,7 +25,7 @@ pub enum JoinKind {
     Cross,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum Method {
     /// `lkeys[i]` (over the left row) = `rkeys[i]` (over the right row).
     Hash {
@@ -39,7 +39,7 @@ pub enum Method {
     Nested,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct JoinNode {
     pub kind: JoinKind,
     pub left: Rel,

@@ -7,11 +7,13 @@
 //!   [`SqlError::User`] with a SQLSTATE code; nothing derived from client input panics.
 //! - The row storage layout is owned by [`encoding`]; span planning by [`plan`].
 //!
-//! Pipeline: `exec` parses and dispatches; `query`/`from` plan SELECTs into a [`rel::Rel`] tree
-//! (streaming operators, bounded by [`ExecOptions`]); `dml`, `ddl`, `alter`, `show` handle the
-//! other statements. See the module docs of [`exec`] for the exact SQL surface.
+//! Pipeline: `exec` parses and dispatches (`txn_control` places BEGIN/COMMIT); `query`/`from`
+//! plan SELECTs into a [`rel::Rel`] tree (streaming operators, bounded by [`ExecOptions`]);
+//! `subquery` plans subqueries (correlated ones are re-run per distinct outer values, cached);
+//! `dml`, `ddl`, `alter`, `show` handle the other statements. See the module docs of [`exec`] for
+//! the exact SQL surface.
 //! Not handled: non-unique secondary indexes, foreign keys, window functions, recursive CTEs,
-//! correlated subqueries.
+//! ROLLBACK and savepoints.
 
 pub mod catalog;
 pub mod datum;
@@ -37,6 +39,8 @@ mod join;
 mod parse_cache;
 mod query;
 mod show;
+mod subquery;
+mod txn_control;
 mod write;
 
 pub use catalog::{CheckDesc, ColumnDesc, DatabaseDesc, IndexDesc, SqlType, TableDesc};

@@ -1,21 +1,23 @@
 //! Query planning: SELECT (expressions, aliases, WHERE, GROUP BY/HAVING with aggregates,
 //! DISTINCT, ORDER BY, LIMIT/OFFSET), VALUES, set operations (UNION/INTERSECT/EXCEPT [ALL]),
-//! non-recursive CTEs and uncorrelated subqueries, all into a [`Rel`] tree; and [`select`],
+//! non-recursive CTEs and subqueries (correlated or not), all into a [`Rel`] tree; and [`select`],
 //! which runs one and bounds its result by the statement's [`Budget`].
 //!
-//! Invariants: subqueries are planned and run to completion when the expression holding them
-//! is compiled (their results become literals); in an aggregate query a column outside an
-//! aggregate must be a GROUP BY expression (42803); output column types are inferred statically.
-//! Not handled: correlated subqueries, window functions, DISTINCT ON, recursive CTEs, FETCH.
+//! Invariants: subqueries are planned when the expression holding them is compiled
+//! (`subquery`: uncorrelated ones run at once and become literals, correlated ones run per
+//! distinct outer values); in an aggregate query a column outside an aggregate must be a GROUP BY
+//! expression (42803), also when a subquery uses it; output column types are inferred statically.
+//! Not handled: window functions, DISTINCT ON, recursive CTEs, FETCH.
 
 use crate::aggregate::AggNode;
 use crate::catalog::SqlType;
 use crate::datum::Datum;
 use crate::error::{SqlError, codes};
 use crate::exec::{Column, Ctx, QueryResult};
-use crate::expr::{AggSpec, Compiler, Scalar, ScopeCol, SubqKind, ident_name, unsupported};
+use crate::expr::{AggSpec, Compiler, Scalar, ScopeCol, ident_name, unsupported};
 use crate::from::{apply_filter, finalize, plan_from};
 use crate::rel::{BoxFut, Meter, Rel, SetKind, SetNode, SortKey};
+pub(crate) use crate::subquery::resolve_subqueries;
 use crate::txn::TxnClient;
 use sqlparser::ast::{
     Distinct, Expr, GroupByExpr, LimitClause, OrderBy, OrderByKind, OrderBySort, Query, Select, SelectItem, SetExpr, SetOperator,
@@ -41,45 +43,6 @@ pub(crate) async fn compile_full<T: TxnClient>(
     let mut s = c.compile(e)?;
     resolve_subqueries(txn, ctx, c, &mut [&mut s], ctes).await?;
     Ok(s)
-}
-
-/// Runs the compiler's pending subqueries and substitutes them into `targets`.
-pub(crate) async fn resolve_subqueries<T: TxnClient>(
-    txn: &mut T,
-    ctx: &Ctx<'_>,
-    c: &mut Compiler<'_>,
-    targets: &mut [&mut Scalar],
-    ctes: &[Cte],
-) -> Result<(), SqlError> {
-    if c.subqueries.is_empty() {
-        return Ok(());
-    }
-    let mut results: Vec<Vec<Datum>> = Vec::new();
-    for (q, kind) in std::mem::take(&mut c.subqueries) {
-        let (mut rel, scope) = plan_query(txn, ctx, &q, ctes).await?;
-        if kind != SubqKind::Exists && scope.len() != 1 {
-            return Err(SqlError::user(codes::SYNTAX, "subquery has too many columns"));
-        }
-        let mut vals = Vec::new();
-        let mut meter = Meter::default();
-        while let Some(rows) = rel.next(txn, &ctx.budget).await? {
-            for r in rows {
-                meter.add(&r, &ctx.budget, "subquery result")?;
-                vals.push(r.into_iter().next().unwrap_or(Datum::Null));
-                if kind == SubqKind::Exists || (kind == SubqKind::Scalar && vals.len() > 1) {
-                    break;
-                }
-            }
-            if kind == SubqKind::Exists && !vals.is_empty() || kind == SubqKind::Scalar && vals.len() > 1 {
-                break;
-            }
-        }
-        results.push(vals);
-    }
-    for t in targets.iter_mut() {
-        t.subst(&results)?;
-    }
-    Ok(())
 }
 
 /// Plans a query; returns the operator tree and its output columns.
@@ -112,7 +75,7 @@ pub(crate) fn plan_query<'a, T: TxnClient>(
         }
         let (mut rel, scope) = plan_set_expr(txn, ctx, &q.body, &ctes).await?;
         if let Some(ob) = &q.order_by {
-            let mut c = Compiler::new(scope.clone(), ctx.args, ctx.now);
+            let mut c = Compiler::from_ctx(scope.clone(), ctx);
             let proj: Vec<(String, Scalar)> = scope.iter().enumerate().map(|(i, s)| (s.name.clone(), Scalar::Col(i))).collect();
             let keys = order_keys(&mut c, ob, &proj, &[])?;
             rel = Rel::Sort { input: Box::new(rel), keys, out: None };
@@ -135,7 +98,7 @@ fn plan_set_expr<'a, T: TxnClient>(
             SetExpr::Select(sel) => plan_select(txn, ctx, sel, None, None, 0, ctes).await,
             SetExpr::Query(q) => plan_query(txn, ctx, q, ctes).await,
             SetExpr::Values(v) => {
-                let mut c = Compiler::new(Vec::new(), ctx.args, ctx.now);
+                let mut c = Compiler::from_ctx(Vec::new(), ctx);
                 let mut rows = Vec::with_capacity(v.rows.len());
                 let width = v.rows.first().map(|r| r.len()).unwrap_or(0);
                 for r in &v.rows {
@@ -285,10 +248,21 @@ fn order_keys(c: &mut Compiler<'_>, ob: &OrderBy, proj: &[(String, Scalar)], inp
     Ok(keys)
 }
 
-/// Rejects column references outside aggregates that are not GROUP BY expressions.
+/// Rejects column references outside aggregates that are not GROUP BY expressions (also the
+/// outer values of correlated subqueries).
 fn check_grouped(s: &Scalar, group: &[Scalar], scope: &[ScopeCol]) -> Result<(), SqlError> {
     if group.contains(s) {
         return Ok(());
+    }
+    if let Scalar::Correlated(c) = s {
+        for p in &c.params {
+            if let Scalar::Col(i) = p
+                && !group.contains(p)
+            {
+                let name = scope.get(*i).map(|c| format!("{}.{}", c.table.as_deref().unwrap_or("?"), c.name)).unwrap_or_default();
+                return Err(SqlError::user(codes::GROUPING, format!("subquery uses ungrouped column \"{name}\" from outer query")));
+            }
+        }
     }
     if let Scalar::Col(i) = s {
         let name = scope.get(*i).map(|c| c.name.as_str()).unwrap_or("?");
@@ -319,7 +293,7 @@ async fn plan_select<T: TxnClient>(
     let (mut rel, scope) =
         if sel.from.is_empty() { (Rel::Unit { done: false }, Vec::new()) } else { plan_from(txn, ctx, &sel.from, ctes).await? };
     let width = scope.len();
-    let mut c = Compiler::new(scope.clone(), ctx.args, ctx.now);
+    let mut c = Compiler::from_ctx(scope.clone(), ctx);
     if let Some(w) = &sel.selection {
         let filter = compile_full(txn, ctx, &mut c, w, ctes).await?;
         rel = apply_filter(rel, filter);
@@ -381,13 +355,17 @@ async fn plan_select<T: TxnClient>(
         None => Vec::new(),
     };
     {
+        let mut specs = c.aggs.take().unwrap_or_default();
         let mut targets: Vec<&mut Scalar> = proj.iter_mut().map(|(_, s)| s).collect();
         targets.extend(group.iter_mut());
         targets.extend(having.iter_mut());
         targets.extend(sort.iter_mut().map(|k| &mut k.expr));
+        targets.extend(specs.iter_mut().flat_map(|a| a.arg.iter_mut().chain(a.sep.iter_mut())));
         resolve_subqueries(txn, ctx, &mut c, &mut targets, ctes).await?;
+        c.aggs = Some(specs);
     }
     let aggs: Vec<AggSpec> = c.aggs.clone().unwrap_or_default();
+    let aggs_len = aggs.len();
     let grouped = !aggs.is_empty() || !group.is_empty() || having.is_some();
     let distinct = matches!(sel.distinct, Some(Distinct::Distinct));
     let out_scope: Vec<ScopeCol> = proj.iter().map(|(n, s)| ScopeCol::new(None, n, c.ty(s))).collect();
@@ -428,17 +406,23 @@ async fn plan_select<T: TxnClient>(
     } else if sort.is_empty() {
         rel = Rel::Project { input: Box::new(rel), exprs: proj.into_iter().map(|(_, s)| s).collect() };
     } else {
-        // Project the sort keys as hidden trailing columns, sort, then drop them.
-        let mut exprs: Vec<Scalar> = proj.into_iter().map(|(_, s)| s).collect();
+        // Project the sort keys as hidden trailing columns, sort, then drop them. A select list
+        // with correlated subqueries is computed after LIMIT instead (over the sorted input
+        // rows), so they run only for the rows returned, as in PostgreSQL.
+        let late = proj.iter().any(|(_, s)| s.has_correlated());
+        let input_width = if grouped { width + aggs_len } else { width };
+        let select: Vec<Scalar> = proj.into_iter().map(|(_, s)| s).collect();
+        let (mut exprs, base) = if late { ((0..input_width).map(Scalar::Col).collect(), input_width) } else { (select.clone(), n) };
         for (i, k) in sort.iter_mut().enumerate() {
-            exprs.push(std::mem::replace(&mut k.expr, Scalar::Col(n + i)));
+            exprs.push(std::mem::replace(&mut k.expr, Scalar::Col(base + i)));
         }
         rel = Rel::Project { input: Box::new(rel), exprs };
         rel = Rel::Sort { input: Box::new(rel), keys: sort, out: None };
         if limit.is_some() || offset > 0 {
             rel = Rel::Limit { input: Box::new(rel), limit, offset, seen: 0 };
         }
-        rel = Rel::Project { input: Box::new(rel), exprs: (0..n).map(Scalar::Col).collect() };
+        let exprs = if late { select } else { (0..n).map(Scalar::Col).collect() };
+        rel = Rel::Project { input: Box::new(rel), exprs };
         return Ok((rel, out_scope));
     }
     if limit.is_some() || offset > 0 {

@@ -6,8 +6,11 @@
 //! rows as they arrive. Only Sort, Distinct, set operations, aggregation groups and join build
 //! sides hold state, and each counts its rows and bytes against [`Budget`] (54000 when over).
 //!
-//! Invariants: a `Rel` is planned once and executed once (its runtime state lives in it); row
-//! widths are fixed per operator; expressions have had their subqueries substituted.
+//! Invariants: a `Rel` is planned once and executed once (its runtime state lives in it; the
+//! template of a correlated subquery is cloned for each run); row widths are fixed per operator;
+//! expressions have had their subqueries substituted, and operators that may hold correlated
+//! subqueries (Values, Filter, Project, Sort, aggregation) evaluate through
+//! `subquery::eval_row`.
 //! Not handled: spilling to disk, parallel execution, index-only scans.
 
 use crate::aggregate::AggNode;
@@ -20,6 +23,7 @@ use crate::expr::Scalar;
 use crate::func::Func;
 use crate::join::JoinNode;
 use crate::plan::ScanPlan;
+use crate::subquery::{eval_row, passes_row};
 use crate::txn::TxnClient;
 use meridian_types::keys;
 use std::cmp::Ordering;
@@ -41,7 +45,7 @@ pub struct Budget {
 }
 
 /// Counts rows/bytes buffered by one operator.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Meter {
     rows: usize,
     bytes: usize,
@@ -100,7 +104,7 @@ pub fn cmp_keys(keys: &[SortKey], a: &[Datum], b: &[Datum]) -> Ordering {
 }
 
 /// A read of one table through its primary index.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct ScanNode {
     pub table: TableDesc,
     pub alias: String,
@@ -158,7 +162,7 @@ pub enum SetKind {
     Except,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct SetNode {
     pub kind: SetKind,
     pub all: bool,
@@ -172,7 +176,8 @@ pub struct SetNode {
     pub left_done: bool,
 }
 
-#[derive(Debug)]
+/// Clone is for correlated subqueries: their plan is a template copied for each run.
+#[derive(Clone, Debug)]
 pub enum Rel {
     /// One empty row (SELECT without FROM).
     Unit {
@@ -182,6 +187,11 @@ pub enum Rel {
     Values {
         rows: Vec<Vec<Scalar>>,
         done: bool,
+    },
+    /// generate_series whose arguments use outer values of a correlated subquery: becomes a
+    /// `Series` when the values are bound ([`Rel::replan`]).
+    LazySeries {
+        args: Vec<Scalar>,
     },
     /// generate_series(start, stop, step) over integers.
     Series {
@@ -260,7 +270,8 @@ impl Rel {
                     for r in rows.iter() {
                         let mut vals = Vec::with_capacity(r.len());
                         for e in r {
-                            vals.push(eval(&bind_rowids(e, txn), &[], &[])?);
+                            let e = bind_rowids(e, txn);
+                            vals.push(eval_row(txn, b, &e, &[]).await?);
                         }
                         out.push(vals);
                     }
@@ -287,6 +298,7 @@ impl Rel {
                     }
                     Ok(Some(out))
                 }
+                Rel::LazySeries { .. } => Err(SqlError::user("XX000", "internal error: generate_series with unbound outer values")),
                 Rel::Rows { rows, done } => Ok(if std::mem::replace(done, true) { None } else { Some(std::mem::take(rows)) }),
                 Rel::Scan(s) => match s.next_page(txn).await? {
                     None => Ok(None),
@@ -305,7 +317,7 @@ impl Rel {
                     Some(rows) => {
                         let mut out = Vec::with_capacity(rows.len());
                         for r in rows {
-                            if passes(pred, &r)? {
+                            if passes_row(txn, b, pred, &r).await? {
                                 out.push(r);
                             }
                         }
@@ -320,7 +332,12 @@ impl Rel {
                         for r in rows {
                             let mut vals = Vec::with_capacity(exprs.len());
                             for e in exprs.iter() {
-                                vals.push(if volatile { eval(&bind_rowids(e, txn), &r, &[])? } else { eval(e, &r, &[])? });
+                                vals.push(if volatile {
+                                    let e = bind_rowids(e, txn);
+                                    eval_row(txn, b, &e, &r).await?
+                                } else {
+                                    eval_row(txn, b, e, &r).await?
+                                });
                             }
                             out.push(vals);
                         }
@@ -336,7 +353,10 @@ impl Rel {
                         while let Some(rows) = input.next(txn, b).await? {
                             for r in rows {
                                 meter.add(&r, b, "sort buffer")?;
-                                let k = keys.iter().map(|k| eval(&k.expr, &r, &[])).collect::<Result<Vec<_>, _>>()?;
+                                let mut k = Vec::with_capacity(keys.len());
+                                for key in keys.iter() {
+                                    k.push(eval_row(txn, b, &key.expr, &r).await?);
+                                }
                                 buf.push((k, r));
                             }
                         }
@@ -385,6 +405,107 @@ impl Rel {
                 Rel::SetOp(s) => s.next(txn, b).await,
             }
         })
+    }
+
+    /// The operator's own expressions (not its inputs').
+    pub fn node_scalars(&self) -> Vec<&Scalar> {
+        match self {
+            Rel::Unit { .. } | Rel::Series { .. } | Rel::Rows { .. } | Rel::Distinct { .. } | Rel::Limit { .. } | Rel::SetOp(_) => {
+                Vec::new()
+            }
+            Rel::LazySeries { args } => args.iter().collect(),
+            Rel::Values { rows, .. } => rows.iter().flatten().collect(),
+            Rel::Scan(s) => s.filter.iter().collect(),
+            Rel::Filter { pred, .. } => vec![pred],
+            Rel::Project { exprs, .. } => exprs.iter().collect(),
+            Rel::Join(j) => {
+                let mut v: Vec<&Scalar> = j.on.iter().collect();
+                match &j.method {
+                    crate::join::Method::Hash { lkeys, rkeys } => v.extend(lkeys.iter().chain(rkeys)),
+                    crate::join::Method::Lookup { key } => v.extend(key),
+                    crate::join::Method::Nested => {}
+                }
+                v
+            }
+            Rel::Agg(a) => a.group.iter().chain(a.aggs.iter().flat_map(|s| s.arg.iter().chain(s.sep.iter()))).collect(),
+            Rel::Sort { keys, .. } => keys.iter().map(|k| &k.expr).collect(),
+        }
+    }
+
+    /// Calls `f` on each of the operator's own expressions (not its inputs').
+    fn node_scalars_mut(&mut self, f: &mut dyn FnMut(&mut Scalar)) {
+        match self {
+            Rel::Unit { .. } | Rel::Series { .. } | Rel::Rows { .. } | Rel::Distinct { .. } | Rel::Limit { .. } | Rel::SetOp(_) => {}
+            Rel::LazySeries { args } => args.iter_mut().for_each(f),
+            Rel::Values { rows, .. } => rows.iter_mut().flatten().for_each(f),
+            Rel::Scan(s) => s.filter.iter_mut().for_each(f),
+            Rel::Filter { pred, .. } => f(pred),
+            Rel::Project { exprs, .. } => exprs.iter_mut().for_each(f),
+            Rel::Join(j) => {
+                j.on.iter_mut().for_each(&mut *f);
+                match &mut j.method {
+                    crate::join::Method::Hash { lkeys, rkeys } => lkeys.iter_mut().chain(rkeys).for_each(f),
+                    crate::join::Method::Lookup { key } => key.iter_mut().for_each(f),
+                    crate::join::Method::Nested => {}
+                }
+            }
+            Rel::Agg(a) => {
+                a.group.iter_mut().for_each(&mut *f);
+                a.aggs.iter_mut().flat_map(|s| s.arg.iter_mut().chain(s.sep.iter_mut())).for_each(f);
+            }
+            Rel::Sort { keys, .. } => keys.iter_mut().for_each(|k| f(&mut k.expr)),
+        }
+    }
+
+    /// The operator's inputs.
+    pub fn children(&self) -> Vec<&Rel> {
+        match self {
+            Rel::Filter { input, .. }
+            | Rel::Project { input, .. }
+            | Rel::Sort { input, .. }
+            | Rel::Distinct { input, .. }
+            | Rel::Limit { input, .. } => vec![input],
+            Rel::Join(j) => vec![&j.left, &j.right],
+            Rel::Agg(a) => vec![&a.input],
+            Rel::SetOp(s) => vec![&s.left, &s.right],
+            _ => Vec::new(),
+        }
+    }
+
+    fn children_mut(&mut self) -> Vec<&mut Rel> {
+        match self {
+            Rel::Filter { input, .. }
+            | Rel::Project { input, .. }
+            | Rel::Sort { input, .. }
+            | Rel::Distinct { input, .. }
+            | Rel::Limit { input, .. } => vec![input],
+            Rel::Join(j) => vec![&mut j.left, &mut j.right],
+            Rel::Agg(a) => vec![&mut a.input],
+            Rel::SetOp(s) => vec![&mut s.left, &mut s.right],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Calls `f` on every expression of the tree (each operator's own, then its inputs').
+    pub fn walk_scalars_mut(&mut self, f: &mut dyn FnMut(&mut Scalar)) {
+        self.node_scalars_mut(f);
+        for c in self.children_mut() {
+            c.walk_scalars_mut(f);
+        }
+    }
+
+    /// Re-plans every scan from its (now bound) filter and builds series whose arguments were
+    /// outer values: run on a correlated subquery's copy once its outer values are literals.
+    pub fn replan(&mut self) -> Result<(), SqlError> {
+        match self {
+            Rel::Scan(s) => s.finalize()?,
+            Rel::LazySeries { args } => {
+                let vals = args.iter().map(|a| eval(a, &[], &[])).collect::<Result<Vec<_>, _>>()?;
+                *self = crate::from::series(&vals)?;
+            }
+            _ => {}
+        }
+        self.children_mut().into_iter().try_for_each(Rel::replan)
     }
 
     /// Runs to completion, collecting every row (bounded by the budget).

@@ -1,8 +1,8 @@
 //! [`MemTxn`]: an in-memory [`TxnClient`] for tests (this crate's and other crates').
 //!
 //! Data is a `BTreeMap` written through immediately (no buffering, no rollback, no MVCC);
-//! the catalog is a pair of maps. It counts `get` and `scan` calls so tests can assert how a
-//! statement was planned. Not for production use.
+//! the catalog is a pair of maps. It counts `get`, `scan` and `prefetch` calls so tests can
+//! assert how a statement was planned. Not for production use.
 
 use crate::catalog::{DatabaseDesc, TableDesc};
 use crate::error::SqlError;
@@ -22,6 +22,9 @@ pub struct MemTxn {
     pub scans: usize,
     /// Counter behind `unique_rowid`.
     pub next_rowid: u64,
+    /// `prefetch` calls and the keys they named (nothing is read ahead: reads are in memory).
+    pub prefetches: usize,
+    pub prefetched_keys: usize,
 }
 
 impl MemTxn {
@@ -147,6 +150,12 @@ impl TxnClient for MemTxn {
         }
         let it = self.data.range(start.to_vec()..end.to_vec()).map(|(k, v)| (k.clone(), v.clone()));
         Ok(if limit == 0 { it.collect() } else { it.take(limit).collect() })
+    }
+
+    async fn prefetch(&mut self, keys: &[Vec<u8>]) -> Result<(), SqlError> {
+        self.prefetches += 1;
+        self.prefetched_keys += keys.len();
+        Ok(())
     }
 
     fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {

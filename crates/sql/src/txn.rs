@@ -36,6 +36,13 @@ pub trait TxnClient: Send {
     /// Rows of [start, end) in key order, at most `limit` (0 = no limit).
     #[allow(clippy::type_complexity)]
     fn scan(&mut self, start: &[u8], end: &[u8], limit: usize) -> impl Future<Output = Result<Vec<(Vec<u8>, Vec<u8>)>, SqlError>> + Send;
+    /// A hint that `keys` are about to be read with [`TxnClient::get`] (the conflict checks of a
+    /// multi-row INSERT): an implementation may read them now, in few round trips, and answer
+    /// those `get`s from what it read. Reading them is optional; the default does nothing.
+    fn prefetch(&mut self, keys: &[Vec<u8>]) -> impl Future<Output = Result<(), SqlError>> + Send {
+        let _ = keys;
+        async { Ok(()) }
+    }
     fn put(&mut self, key: Vec<u8>, value: Vec<u8>);
     fn delete(&mut self, key: Vec<u8>);
     /// Writes `key` only if it holds no row; otherwise the transaction fails with `err` (an

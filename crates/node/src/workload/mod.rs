@@ -90,6 +90,10 @@ pub struct BankArgs {
     initial_balance: i64,
     #[arg(long, default_value_t = 100)]
     max_transfer: i64,
+    /// Spread the accounts over this many tables (`accounts_0` .. by id modulo), so transfers
+    /// and the final check span that many ranges.
+    #[arg(long, default_value_t = 1)]
+    tables: i64,
 }
 
 #[derive(Default)]
@@ -115,7 +119,7 @@ struct Shared {
 
 enum Workload {
     Kv { read_percent: u8, keys: u64, dist: Distribution, zipf: Option<zipf::Zipf>, value: String, batch: usize },
-    Bank { accounts: i64, max_transfer: i64 },
+    Bank { accounts: i64, max_transfer: i64, tables: i64 },
 }
 
 impl Workload {
@@ -141,14 +145,14 @@ impl Workload {
                 };
                 ("write", conn.write(&ks, value, *dist == Distribution::Sequential).await)
             }
-            Workload::Bank { accounts, max_transfer } => {
+            Workload::Bank { accounts, max_transfer, tables } => {
                 let from = rng.random_range(0..*accounts);
                 let mut to = rng.random_range(0..*accounts - 1);
                 if to >= from {
                     to += 1;
                 }
                 let amount = rng.random_range(1..=*max_transfer);
-                ("transfer", conn.transfer(from, to, amount).await)
+                ("transfer", conn.transfer(from, to, amount, *tables).await)
             }
         }
     }
@@ -199,18 +203,18 @@ pub async fn run_kv(a: KvArgs) -> Result<(), String> {
 }
 
 pub async fn run_bank(a: BankArgs) -> Result<(), String> {
-    if a.accounts < 2 || a.max_transfer < 1 {
-        return Err("need --accounts >= 2 and --max-transfer >= 1".into());
+    if a.accounts < 2 || a.max_transfer < 1 || a.tables < 1 {
+        return Err("need --accounts >= 2, --max-transfer >= 1 and --tables >= 1".into());
     }
     let mut setup = Conn::open(a.common.target, &a.common.url[0], Duration::from_secs(60)).await?;
-    setup.setup_bank(a.accounts, a.initial_balance).await?;
+    setup.setup_bank(a.accounts, a.initial_balance, a.tables).await?;
     let conns = connect_all(&a.common).await?;
-    let w = Workload::Bank { accounts: a.accounts, max_transfer: a.max_transfer };
+    let w = Workload::Bank { accounts: a.accounts, max_transfer: a.max_transfer, tables: a.tables };
     let mut summary = drive(&a.common, conns, Arc::new(w), 0, "bank").await?;
     let expected = a.accounts * a.initial_balance;
     let mut check = Conn::open(a.common.target, &a.common.url[0], Duration::from_secs(60)).await?;
     check.prepare().await?;
-    let (total, count) = check.bank_totals().await?;
+    let (total, count) = check.bank_totals(a.tables).await?;
     summary["check"] =
         json!({"expected_total": expected, "total": total, "accounts": count, "ok": total == expected && count == a.accounts});
     print_summary(&a.common, &summary);

@@ -178,23 +178,31 @@ impl Conn {
     }
 
     /// Moves `amount` from account `from` to account `to` in one transaction.
-    pub async fn transfer(&mut self, from: i64, to: i64, amount: i64) -> OpResult {
+    pub async fn transfer(&mut self, from: i64, to: i64, amount: i64, tables: i64) -> OpResult {
+        let (tf, tt) = (bank_table(from, tables), bank_table(to, tables));
         match self {
             Conn::Meridian { .. } => self
                 .sql(&[
-                    ("UPDATE accounts SET balance = balance - $2 WHERE id = $1", json!([from, amount])),
-                    ("UPDATE accounts SET balance = balance + $2 WHERE id = $1", json!([to, amount])),
+                    (&format!("UPDATE {tf} SET balance = balance - $2 WHERE id = $1"), json!([from, amount])),
+                    (&format!("UPDATE {tt} SET balance = balance + $2 WHERE id = $1"), json!([to, amount])),
                 ])
                 .await
                 .map(|_| ()),
             Conn::Postgres { client, stmts } => {
                 let tx = client.transaction().await.map_err(pg_err)?;
                 match (stmts.get(2), stmts.get(3)) {
-                    (Some(a), Some(b)) => {
+                    (Some(a), Some(b)) if tables == 1 => {
                         tx.execute(a, &[&from, &amount]).await.map_err(pg_err)?;
                         tx.execute(b, &[&to, &amount]).await.map_err(pg_err)?;
                     }
-                    _ => return Err("unprepared".into()),
+                    _ => {
+                        tx.execute(&format!("UPDATE {tf} SET balance = balance - $2 WHERE id = $1"), &[&from, &amount])
+                            .await
+                            .map_err(pg_err)?;
+                        tx.execute(&format!("UPDATE {tt} SET balance = balance + $2 WHERE id = $1"), &[&to, &amount])
+                            .await
+                            .map_err(pg_err)?;
+                    }
                 }
                 tx.commit().await.map_err(pg_err)
             }
@@ -202,41 +210,46 @@ impl Conn {
         }
     }
 
-    /// (sum of balances, number of accounts).
-    pub async fn bank_totals(&self) -> Result<(i64, i64), String> {
+    /// (sum of balances, number of accounts), read in one transaction.
+    pub async fn bank_totals(&self, tables: i64) -> Result<(i64, i64), String> {
+        let parts: Vec<String> = (0..tables).map(|t| format!("SELECT balance FROM {}", bank_table(t, tables))).collect();
+        let sql = format!("SELECT sum(balance)::BIGINT, count(*) FROM ({}) AS a", parts.join(" UNION ALL "));
         match self {
             Conn::Meridian { .. } => {
-                let v = self.sql(&[("SELECT sum(balance), count(*) FROM accounts", json!([]))]).await?;
+                let v = self.sql(&[(&sql, json!([]))]).await?;
                 let row = &v["results"][0]["rows"][0];
                 Ok((row[0].as_i64().unwrap_or(0), row[1].as_i64().unwrap_or(0)))
             }
             Conn::Postgres { client, .. } => {
-                let row = client.query_one("SELECT sum(balance)::BIGINT, count(*) FROM accounts", &[]).await.map_err(pg_err)?;
+                let row = client.query_one(&sql, &[]).await.map_err(pg_err)?;
                 Ok((row.get::<_, Option<i64>>(0).unwrap_or(0), row.get(1)))
             }
             Conn::Etcd { .. } => Err("the bank workload needs SQL".into()),
         }
     }
 
-    /// Creates `n` accounts with `balance` each (replacing any previous ones).
-    pub async fn setup_bank(&mut self, n: i64, balance: i64) -> OpResult {
-        let ddl = match self {
-            Conn::Meridian { .. } => {
-                self.sql(&[("CREATE DATABASE IF NOT EXISTS bench", json!([]))]).await?;
-                "CREATE TABLE accounts (id INT8 PRIMARY KEY, balance INT8 NOT NULL)"
+    /// Creates `n` accounts with `balance` each over `tables` tables (replacing any previous ones).
+    pub async fn setup_bank(&mut self, n: i64, balance: i64, tables: i64) -> OpResult {
+        if let Conn::Meridian { .. } = self {
+            self.sql(&[("CREATE DATABASE IF NOT EXISTS bench", json!([]))]).await?;
+        }
+        for t in 0..tables {
+            let name = bank_table(t, tables);
+            self.sql(&[(&format!("DROP TABLE IF EXISTS {name}"), json!([]))]).await?;
+            self.sql(&[(&format!("CREATE TABLE {name} (id BIGINT PRIMARY KEY, balance BIGINT NOT NULL)"), json!([]))]).await?;
+            let ids: Vec<i64> = (0..n).filter(|i| i % tables == t).collect();
+            for chunk in ids.chunks(500) {
+                let rows: Vec<String> = chunk.iter().map(|k| format!("({k}, {balance})")).collect();
+                self.sql(&[(&format!("INSERT INTO {name} VALUES {}", rows.join(",")), json!([]))]).await?;
             }
-            _ => "CREATE TABLE accounts (id BIGINT PRIMARY KEY, balance BIGINT NOT NULL)",
-        };
-        self.sql(&[("DROP TABLE IF EXISTS accounts", json!([]))]).await?;
-        self.sql(&[(ddl, json!([]))]).await?;
-        let mut i = 0;
-        while i < n {
-            let rows: Vec<String> = (i..(i + 500).min(n)).map(|k| format!("({k}, {balance})")).collect();
-            self.sql(&[(&format!("INSERT INTO accounts VALUES {}", rows.join(",")), json!([]))]).await?;
-            i += 500;
         }
         Ok(())
     }
+}
+
+/// The table holding bank account `id` when accounts are spread over `tables` tables.
+fn bank_table(id: i64, tables: i64) -> String {
+    if tables == 1 { "accounts".into() } else { format!("accounts_{}", id % tables) }
 }
 
 #[cfg(test)]

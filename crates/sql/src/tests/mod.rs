@@ -4,6 +4,8 @@
 mod exprs;
 mod plans;
 mod queries;
+mod subqueries;
+mod transactions;
 mod types;
 mod writes;
 
@@ -317,6 +319,24 @@ fn hostile_input_gets_errors_not_panics() {
         "SELECT lower()",
         "SELECT nosuchfunction(1)",
         "BEGIN; COMMIT",
+        "ROLLBACK",
+        "SAVEPOINT x",
+        "BEGIN ISOLATION LEVEL SNAPSHOT",
+        "SELECT (SELECT k) FROM kv",
+        "SELECT (SELECT kv.k, kv.v) FROM kv",
+        "SELECT k FROM kv WHERE k = ANY (SELECT k FROM kv k2 WHERE k2.v = kv.v)",
+        "SELECT k FROM kv WHERE k = ANY (SELECT 'x')",
+        "SELECT k FROM kv WHERE k ~ ANY (SELECT v FROM kv)",
+        "SELECT * FROM kv WHERE EXISTS (SELECT 1 FROM generate_series(1, kv.k) g)",
+        "SELECT * FROM kv WHERE EXISTS (SELECT 1 FROM generate_series(1, (SELECT kv.k)) g)",
+        "SELECT * FROM kv WHERE EXISTS (SELECT 1 FROM generate_series(kv.v, 1) g)",
+        "SELECT (SELECT 1 FROM kv k2 LIMIT kv.k) FROM kv",
+        "SELECT * FROM kv LEFT JOIN kv k2 ON EXISTS (SELECT kv.k)",
+        "SELECT k FROM kv GROUP BY k HAVING (SELECT v) IS NULL",
+        "SELECT (SELECT count(kv.v)) FROM kv",
+        "SELECT (SELECT (SELECT (SELECT kv.k + k2.k) FROM kv k3) FROM kv k2) FROM kv",
+        "UPDATE kv SET v = (SELECT v FROM kv k2 WHERE k2.k = kv.k)",
+        "DELETE FROM kv WHERE k IN (SELECT k2.k FROM kv k2 WHERE k2.v = kv.v AND k2.k <> kv.k)",
         "\0\0\0",
         &deep,
         &long_ident,
