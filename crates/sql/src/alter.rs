@@ -108,12 +108,7 @@ pub(crate) async fn alter_table<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, at: &A
                 if unique {
                     let id = desc.next_index_id;
                     desc.next_index_id += 1;
-                    desc.indexes.push(IndexDesc {
-                        id,
-                        name: unique_name(&desc.name, std::slice::from_ref(&name)),
-                        columns: vec![col_id],
-                        unique: true,
-                    });
+                    desc.indexes.push(IndexDesc::new(id, &unique_name(&desc.name, std::slice::from_ref(&name)), vec![col_id], true));
                 }
                 for (cname, e) in checks {
                     check_check(&desc, &e, ctx)?;

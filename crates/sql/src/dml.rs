@@ -5,7 +5,9 @@
 //! Invariants: constraints are enforced by `write::Writer`; UPDATE evaluates assignments over
 //! the old row; rows whose primary key changes are deleted first and re-inserted after the
 //! scan, so `SET k = k + 1` over consecutive keys succeeds; a target row joined to several FROM
-//! rows is updated once. INSERT ... SELECT reads its whole source (bounded by the budget)
+//! rows is updated once; an UPDATE whose rows are found through a secondary index reads them
+//! all (bounded by the budget) before writing, since updated rows move within that index.
+//! INSERT ... SELECT reads its whole source (bounded by the budget)
 //! before writing, so it never sees its own rows. RETURNING results are bounded by the budget.
 //! Not handled: ON CONFLICT ON CONSTRAINT, ORDER BY/LIMIT on UPDATE/DELETE, writable CTEs.
 
@@ -172,7 +174,7 @@ pub(crate) async fn insert<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, ins: &Inser
                 let matches_unique = w.table.indexes.iter().any(|ix| {
                     let mut c = ix.columns.clone();
                     c.sort_unstable();
-                    ix.unique && c == ids
+                    ix.unique && ix.is_public() && c == ids
                 });
                 if ids != pk && !matches_unique {
                     return Err(SqlError::user(
@@ -305,7 +307,7 @@ async fn write_update<T: TxnClient>(txn: &mut T, w: &Writer, old: &[Datum], new:
     if row_key(&w.table, old)? == row_key(&w.table, new)? {
         w.update_in_place(txn, old, new).await
     } else {
-        w.delete(txn, old)?;
+        w.delete(txn, old).await?;
         w.insert(txn, new).await
     }
 }
@@ -347,6 +349,10 @@ pub(crate) async fn update<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, up: &Update
         Some(UpdateTableFromKind::AfterSet(f) | UpdateTableFromKind::BeforeSet(f)) => f.clone(),
     };
     let (mut rel, scope) = plan_target(txn, ctx, &up.table, &from, up.selection.as_ref()).await?;
+    if crate::index_plan::uses_secondary_index(&rel) {
+        // Updated rows move within the index being read: read them all first.
+        rel = Rel::Rows { rows: rel.collect(txn, &ctx.budget, "UPDATE target rows").await?, done: false };
+    }
     let mut c = Compiler::new(scope.clone(), ctx.args, ctx.now);
     let mut sets = compile_sets(&w, &mut c, &up.assignments)?;
     {
@@ -382,7 +388,7 @@ pub(crate) async fn update<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, up: &Update
             if row_key(&w.table, &new)? == key {
                 w.update_in_place(txn, &old, &new).await?;
             } else {
-                w.delete(txn, &old)?;
+                w.delete(txn, &old).await?;
                 moved.push(new);
             }
         }
@@ -417,7 +423,7 @@ pub(crate) async fn delete<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, del: &Delet
             if !done.insert(row_key(&w.table, old)?) {
                 continue;
             }
-            w.delete(txn, old)?;
+            w.delete(txn, old).await?;
             if let Some(r) = ret.as_mut() {
                 r.add(&combined, ctx)?;
             }

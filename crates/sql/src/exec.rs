@@ -7,9 +7,10 @@
 //! (VALUES, SELECT, DEFAULT VALUES, ON CONFLICT, RETURNING), UPSERT, UPDATE (FROM, RETURNING),
 //! DELETE (RETURNING), SELECT (joins, subqueries, set operations, CTEs), EXPLAIN.
 //! Argument count mismatches are 08P01.
+//! Indexes: CREATE [UNIQUE] INDEX, DROP INDEX (also CockroachDB's `t@idx`), SHOW INDEXES (`index_ddl`).
 //! Invariants: execution stops at the first error; every result and buffered operator state is
 //! bounded by [`ExecOptions`] (54000 beyond it); reads go through the span plan of `plan`.
-//! Not handled: transactions control statements (the node owns them), CREATE INDEX, views.
+//! Not handled: transactions control statements (the node owns them), views.
 
 use crate::catalog::TableDesc;
 use crate::datum::Datum;
@@ -17,7 +18,7 @@ use crate::error::{SqlError, codes};
 use crate::expr::ident_name;
 use crate::rel::Budget;
 use crate::txn::TxnClient;
-use crate::{alter, ddl, dml, explain, query, show};
+use crate::{alter, ddl, dml, explain, index_ddl, query, show};
 use sqlparser::ast::{ObjectName, ObjectType, ShowCreateObject, Statement};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -118,6 +119,8 @@ async fn execute_one<T: TxnClient>(
     let dialect = PostgreSqlDialect {};
     let (sql_text, upsert) = strip_upsert(sql);
     let sql: &str = &sql_text;
+    let rewritten = crate::index_ddl::rewrite_at_syntax(sql);
+    let sql: &str = rewritten.as_deref().unwrap_or(sql);
     let mut stmts = Parser::parse_sql(&dialect, sql).map_err(syntax_error)?;
     if stmts.len() != 1 {
         let msg = if stmts.is_empty() { "empty statement" } else { "one statement per entry" };
@@ -147,6 +150,11 @@ async fn execute_one<T: TxnClient>(
         Statement::CreateDatabase { db_name, if_not_exists, .. } => ddl::create_database(txn, db_name, *if_not_exists).await,
         Statement::Drop { object_type: ObjectType::Table, if_exists, names, .. } => ddl::drop_tables(txn, &ctx, names, *if_exists).await,
         Statement::Drop { object_type: ObjectType::Database, if_exists, names, .. } => ddl::drop_databases(txn, names, *if_exists).await,
+        Statement::CreateIndex(ci) => index_ddl::create_index(txn, &ctx, ci).await,
+        Statement::Drop { object_type: ObjectType::Index, if_exists, names, cascade, table, .. } => {
+            index_ddl::drop_index(txn, &ctx, names, *if_exists, *cascade, table.as_ref()).await
+        }
+        Statement::ShowVariable { variable } => index_ddl::show_variable(txn, &ctx, variable).await,
         Statement::ShowDatabases { .. } => ddl::show_databases(txn).await,
         Statement::ShowTables { .. } => ddl::show_tables(txn, &ctx).await,
         Statement::ShowColumns { show_options, .. } => match show_options.show_in.as_ref().and_then(|s| s.parent_name.as_ref()) {
