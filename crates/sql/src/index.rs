@@ -28,6 +28,9 @@ use meridian_types::KvError;
 use meridian_types::keys::{self, KeyReader};
 use rust_decimal::Decimal;
 
+/// A KV pair (an entry: key, value).
+pub type Entry = (Vec<u8>, Vec<u8>);
+
 /// Marker of a non-NULL value in a non-unique index key.
 pub const VALUE: u8 = 0x01;
 /// Marker of a NULL in a non-unique index key (sorts after [`VALUE`]).
@@ -60,7 +63,7 @@ pub fn encode_column(buf: &mut Vec<u8>, d: &Datum, unique: bool, desc: bool) -> 
 
 /// The row's entry in `index` as (key, value), or None for a unique index and a row with a NULL
 /// indexed value.
-pub fn entry(table: &TableDesc, index: &IndexDesc, row: &[Datum]) -> Result<Option<(Vec<u8>, Vec<u8>)>, SqlError> {
+pub fn entry(table: &TableDesc, index: &IndexDesc, row: &[Datum]) -> Result<Option<Entry>, SqlError> {
     let mut k = keys::index_prefix(table.id, index.id);
     for (i, pos) in column_positions(table, index)?.into_iter().enumerate() {
         let d = row.get(pos).ok_or_else(|| corrupt("row shorter than table"))?;

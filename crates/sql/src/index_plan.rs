@@ -31,7 +31,7 @@ use crate::catalog::{IndexDesc, TableDesc};
 use crate::datum::Datum;
 use crate::error::SqlError;
 use crate::expr::{BinOp, Scalar};
-use crate::index::{NULL, VALUE, column_positions, encode_column, lossless};
+use crate::index::{VALUE, column_positions, encode_column, lossless};
 use crate::plan::{Bound, ScanPlan, col_cmp, conjuncts, plan_scan, tighten};
 use crate::rel::{Rel, SortKey};
 use meridian_types::keys;
@@ -40,12 +40,21 @@ use std::cmp::Reverse;
 /// Most spans one index read may have (products of IN lists beyond it bind fewer columns).
 pub const MAX_SPANS: usize = 100;
 
+/// A key span [start, end).
+pub type KeySpan = (Vec<u8>, Vec<u8>);
+
+/// A candidate index: its rank (greater is better), the index and what binds it.
+type Candidate<'a, R> = Option<(R, &'a IndexDesc, Bounds)>;
+/// Rank of an index for a filter: bound columns, range after them, every column of a unique
+/// index bound, fewer columns, older index.
+type FilterRank = (usize, bool, bool, Reverse<usize>, Reverse<u32>);
+
 /// A read through a secondary index.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IndexPlan {
     pub index: IndexDesc,
     /// Disjoint key spans [start, end), in key order.
-    pub spans: Vec<(Vec<u8>, Vec<u8>)>,
+    pub spans: Vec<KeySpan>,
     /// Rows are decoded from the entries: no row lookups.
     pub covering: bool,
     /// How many rows a LIMIT above needs (the size of the first read).
@@ -182,7 +191,7 @@ fn complete(table: &TableDesc, index: &IndexDesc, cols: &[usize], cs: &[&Scalar]
 }
 
 /// The key spans of `index` that `b` allows, sorted and disjoint.
-fn spans(table: &TableDesc, index: &IndexDesc, b: &Bounds) -> Result<Vec<(Vec<u8>, Vec<u8>)>, SqlError> {
+fn spans(table: &TableDesc, index: &IndexDesc, b: &Bounds) -> Result<Vec<KeySpan>, SqlError> {
     let mut prefixes = vec![keys::index_prefix(table.id, index.id)];
     for (i, vals) in b.prefix.iter().enumerate() {
         let mut next = Vec::with_capacity(prefixes.len() * vals.len());
@@ -232,7 +241,7 @@ fn spans(table: &TableDesc, index: &IndexDesc, b: &Bounds) -> Result<Vec<(Vec<u8
         }
     }
     out.sort();
-    let mut merged: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(out.len());
+    let mut merged: Vec<KeySpan> = Vec::with_capacity(out.len());
     for (s, e) in out {
         match merged.last_mut() {
             Some((_, pe)) if s <= *pe => {
@@ -265,7 +274,7 @@ pub fn plan_table_scan(table: &TableDesc, filter: Option<&Scalar>) -> Result<Sca
     let mut cs = Vec::new();
     conjuncts(filter, &mut cs);
     let pk_score = analyze(table, &table.primary_key, &cs, false, false).score();
-    let mut best: Option<((usize, bool, bool, Reverse<usize>, Reverse<u32>), &IndexDesc, Bounds)> = None;
+    let mut best: Candidate<'_, FilterRank> = None;
     for idx in table.indexes.iter().filter(|i| i.is_public()) {
         let cols = column_positions(table, idx)?;
         let b = analyze(table, &cols, &cs, true, !idx.unique);
@@ -357,7 +366,7 @@ pub(crate) fn order_by_index(rel: &mut Rel, sort: &[SortKey], limit: Option<usiz
     if limit.is_none() {
         return Ok(false);
     }
-    let mut best: Option<((usize, bool, Reverse<u32>), &IndexDesc, Bounds)> = None;
+    let mut best: Candidate<'_, (usize, bool, Reverse<u32>)> = None;
     for idx in table.indexes.iter().filter(|i| i.is_public()) {
         let cols = column_positions(table, idx)?;
         let b = analyze(table, &cols, &cs, true, !idx.unique);
@@ -463,9 +472,4 @@ pub(crate) fn mark_covering(rel: &mut Rel, needed: Option<&[usize]>) {
         }
         Rel::Unit { .. } | Rel::Values { .. } | Rel::Series { .. } | Rel::Rows { .. } => {}
     }
-}
-
-/// The NULL marker as it appears in a key for a column stored `desc`.
-pub fn null_marker(desc: bool) -> u8 {
-    if desc { !NULL } else { NULL }
 }
