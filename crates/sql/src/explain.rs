@@ -70,8 +70,16 @@ fn hex(b: &[u8]) -> String {
 pub fn pretty_index_key(t: &TableDesc, index: &IndexDesc, key: &[u8]) -> String {
     let prefix = keys::index_prefix(t.id, index.id);
     let mut out = format!("/Table/{}/{}", t.id, index.id);
+    if key == keys::prefix_end(&prefix) {
+        return format!("{out}/PrefixEnd");
+    }
     let Some(mut rest) = key.strip_prefix(prefix.as_slice()) else {
         return format!("{out}/<{}>", hex(key));
+    };
+    let show = |d: Datum| match d {
+        Datum::Null => "/NULL".to_string(),
+        Datum::String(s) => format!("/{s:?}"),
+        d => format!("/{}", d.to_text()),
     };
     for (i, pos) in column_positions(t, index).unwrap_or_default().into_iter().enumerate() {
         let Some(ty) = t.columns.get(pos).map(|c| c.ty) else { break };
@@ -80,14 +88,22 @@ pub fn pretty_index_key(t: &TableDesc, index: &IndexDesc, key: &[u8]) -> String 
         }
         match decode_column(rest, ty, index.unique, index.desc(i)) {
             Ok((d, used)) => {
-                out.push_str(&match d {
-                    Datum::Null => "/NULL".to_string(),
-                    Datum::String(s) => format!("/{s:?}"),
-                    d => format!("/{}", d.to_text()),
-                });
+                out.push_str(&show(d));
                 rest = &rest[used.min(rest.len())..];
             }
-            Err(_) => break,
+            Err(_) => {
+                // The end of a span is often the key after every key with a value's prefix.
+                let mut before = rest.to_vec();
+                if let Some(last) = before.last_mut().filter(|b| **b > 0) {
+                    *last -= 1;
+                    if let Ok((d, used)) = decode_column(&before, ty, index.unique, index.desc(i))
+                        && used == before.len()
+                    {
+                        return format!("{out}{}/PrefixEnd", show(d));
+                    }
+                }
+                break;
+            }
         }
     }
     if !rest.is_empty() {

@@ -10,8 +10,9 @@
 //! Pipeline: `exec` parses and dispatches; `query`/`from` plan SELECTs into a [`rel::Rel`] tree
 //! (streaming operators, bounded by [`ExecOptions`]); `dml`, `ddl`, `alter`, `show` handle the
 //! other statements. See the module docs of [`exec`] for the exact SQL surface.
-//! Not handled: non-unique secondary indexes, foreign keys, window functions, recursive CTEs,
-//! correlated subqueries.
+//! Secondary indexes: entry layout in [`index`], selection in [`index_plan`], reads in
+//! `index_scan`, CREATE/DROP INDEX (online, with backfill) in `index_ddl`, maintenance in `write`.
+//! Not handled: foreign keys, window functions, recursive CTEs, correlated subqueries.
 
 pub mod catalog;
 pub mod datum;
