@@ -122,9 +122,9 @@ async fn index_built_while_two_other_gateways_write_has_exactly_every_rows_entry
     for gw in 0..3 {
         // The planner reads through the indexes, index-only.
         let plan = rows(&must(&c, gw, "EXPLAIN SELECT a, k FROM t WHERE a >= 0 ORDER BY a, k").await);
-        assert!(plan.iter().any(|l| l.as_str().is_some_and(|l| l.contains("t@t_a") && l.contains("index-only"))), "{plan:?}");
+        assert!(plan.iter().any(|l| l[0].as_str().is_some_and(|l| l.contains("t@t_a") && l.contains("index-only"))), "{plan:?}");
         let plan = rows(&must(&c, gw, "EXPLAIN SELECT n, k FROM t WHERE n >= 0 ORDER BY n").await);
-        assert!(plan.iter().any(|l| l.as_str().is_some_and(|l| l.contains("t@t_n"))), "{plan:?}");
+        assert!(plan.iter().any(|l| l[0].as_str().is_some_and(|l| l.contains("t@t_n"))), "{plan:?}");
         // Every row has exactly its entry: the index's (a, k) pairs (NULLs included) equal the
         // rows' pairs.
         let rows_a = pairs_by_rows(&c, gw, "a").await;
@@ -151,5 +151,5 @@ async fn index_built_while_two_other_gateways_write_has_exactly_every_rows_entry
     // DROP INDEX while writers are gone: entries go, plans stop using it.
     must(&c, 2, "DROP INDEX t@t_a").await;
     let plan = rows(&must(&c, 0, "EXPLAIN SELECT k FROM t WHERE a = 3").await);
-    assert!(plan.iter().all(|l| !l.as_str().unwrap_or_default().contains('@')), "{plan:?}");
+    assert!(plan.iter().all(|l| !l[0].as_str().unwrap_or_default().contains('@')), "{plan:?}");
 }
