@@ -135,12 +135,17 @@ async fn index_built_while_two_other_gateways_write_has_exactly_every_rows_entry
         let rows_n = pairs_by_rows(&c, gw, "n").await;
         let via_unique = rows(&must(&c, gw, "SELECT n, k FROM t WHERE n >= 0 ORDER BY n").await);
         assert_eq!(via_unique, rows_n, "index t_n through node {}", gw + 1);
-        // Point lookups agree too.
+        // Lookups of whole rows through the index (batched by primary key) agree too.
         for v in [0, 17, 49] {
-            let by_index = rows(&must(&c, gw, &format!("SELECT k FROM t WHERE a = {v} ORDER BY k")).await);
-            let by_rows = rows(&must(&c, gw, &format!("SELECT k FROM t WHERE a + 0 = {v} ORDER BY k")).await);
+            let by_index = rows(&must(&c, gw, &format!("SELECT k, b, n FROM t WHERE a = {v} ORDER BY k")).await);
+            let by_rows = rows(&must(&c, gw, &format!("SELECT k, b, n FROM t WHERE a + 0 = {v} ORDER BY k")).await);
             assert_eq!(by_index, by_rows, "a = {v}");
         }
+        let plan = rows(&must(&c, gw, "EXPLAIN SELECT k, b, n FROM t WHERE a = 17").await);
+        assert!(plan.iter().any(|l| l[0].as_str().is_some_and(|l| l.contains("t@t_a") && l.contains("row lookups"))), "{plan:?}");
+        let by_unique = rows(&must(&c, gw, "SELECT n, a FROM t WHERE n >= 0 ORDER BY n").await);
+        let by_rows = rows(&must(&c, gw, "SELECT n, a FROM t WHERE n + 0 >= 0 ORDER BY n").await);
+        assert_eq!(by_unique, by_rows, "rows through t_n");
     }
     // The unique index is enforced from every gateway.
     let (st, body) = sql(&c, 1, "INSERT INTO t VALUES (-1, 1, 'dup', 5)", json!([])).await;

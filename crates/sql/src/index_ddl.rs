@@ -374,6 +374,7 @@ pub(crate) async fn drop_index<T: TxnClient>(
             ([i], Some(t)) => (table_ref(ctx, t)?.0, i.clone()),
             ([i], None) if !ctx.db.is_empty() => (ctx.db.to_string(), i.clone()),
             ([d, i], None) => (d.clone(), i.clone()),
+            ([_], None) => return Err(SqlError::user(codes::UNDEFINED_DATABASE, "no database selected")),
             _ => return Err(unsupported(format!("index name {n}"))),
         };
         let candidates: Vec<TableDesc> = match on {
