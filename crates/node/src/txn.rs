@@ -17,7 +17,9 @@
 //! when it was fetched; at commit, one fetched [`SCHEMA_LEASE`] ago or more is re-read, and a
 //! changed one fails the transaction with a retryable conflict. With the catalog cache's TTL
 //! this bounds how long after a new descriptor version an older one can still be applied,
-//! which `wait_for_schema_propagation` waits out ([`SCHEMA_WAIT`]). Schema changes commit in
+//! which `wait_for_schema_propagation` waits out ([`SCHEMA_WAIT`]); a commit also validates
+//! the schema fence of each table it writes, so one prepared before a schema change's wait and
+//! applied after it fails instead of landing late. Schema changes commit in
 //! chunks with `commit_and_begin`; batched point reads (`get_many`) send one request per range.
 
 use crate::admin::{self, AdminRequest, AdminResponse};
@@ -25,6 +27,7 @@ use crate::catalog_cache::{SCHEMA_LEASE, SCHEMA_WAIT};
 use crate::node::Node;
 use crate::records::SysRecord;
 use meridian_raft_glue::{Frame, Service, Transport};
+use meridian_sql::index::{schema_fence_key, table_of_key};
 use meridian_sql::{DatabaseDesc, SqlError, TableDesc, TxnClient};
 use meridian_types::keys::{self, KEY_MAX};
 use meridian_types::kv::{KvRequest, KvResponse, ReadOp, ReadRequest, ReadResult, Span, Write, WriteRequest};
@@ -159,7 +162,18 @@ impl Txn {
                 ),
             ));
         }
-        let read_spans = self.reads.iter().filter(|(r, _)| *r == desc.range_id).map(|(_, s)| s.clone()).collect();
+        let mut read_spans: Vec<Span> = self.reads.iter().filter(|(r, _)| *r == desc.range_id).map(|(_, s)| s.clone()).collect();
+        // The schema fence of every table written is validated as if read: a schema change
+        // writes it after waiting for propagation, so this commit fails (and the request re-runs
+        // with the new schema) if its reads predate the fence.
+        let mut tables: Vec<u64> = self.writes.keys().filter_map(|k| table_of_key(k)).collect();
+        tables.dedup();
+        for t in tables {
+            let fence = schema_fence_key(t);
+            if desc.contains_key(&fence) {
+                read_spans.push(Span::point(&fence));
+            }
+        }
         let writes = std::mem::take(&mut self.writes).into_iter().map(|(key, value)| Write { key, value }).collect();
         let req = KvRequest::Write(WriteRequest { range_id: desc.range_id, read_ts: self.read_ts, read_spans, writes });
         match self.node.router.send(&desc, req, self.deadline).await? {

@@ -40,6 +40,23 @@ fn corrupt(what: &str) -> SqlError {
     SqlError::Kv(KvError::Internal(format!("index encoding: {what}")))
 }
 
+/// The table's schema fence: a key at index id 0 of the table's span that schema changes write
+/// after each wait for propagation. Every transaction writing the table has it validated among
+/// its reads at commit (the node adds it), so one whose reads predate the fence and that would
+/// commit after it retries (with the new schema) instead: no write made with a descriptor older
+/// than the wait can land once the schema change has moved on, however late it is applied.
+pub fn schema_fence_key(table_id: u64) -> Vec<u8> {
+    keys::index_prefix(table_id, 0)
+}
+
+/// The table id of a key in a table's span.
+pub fn table_of_key(key: &[u8]) -> Option<u64> {
+    if key.first() != Some(&keys::TABLE_PREFIX) {
+        return None;
+    }
+    Some(u64::from_be_bytes(key.get(1..9)?.try_into().ok()?))
+}
+
 /// Positions (in `table.columns`) of the index's columns.
 pub fn column_positions(table: &TableDesc, index: &IndexDesc) -> Result<Vec<usize>, SqlError> {
     index.columns.iter().map(|id| table.column_by_id(*id).ok_or_else(|| corrupt("index column missing"))).collect()

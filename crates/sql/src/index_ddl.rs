@@ -14,7 +14,9 @@
 //! Step 2 exists because writers that do not know the index may run alongside writers that
 //! maintain it: had those already been adding entries, an unaware writer deleting or changing a
 //! row would leave a dangling entry behind, and the backfill only adds. Each wait lets at most
-//! two adjacent descriptor versions be in use at any moment.
+//! two adjacent descriptor versions be in use at any moment; after it the table's schema fence
+//! is written ([`index::schema_fence_key`]), so a write prepared with an older version that is
+//! applied late (its commit delayed past the wait) fails validation and retries instead.
 //!
 //! DROP INDEX: a public index first goes back to `WriteOnly` (readers stop using it while every
 //! writer still maintains it), wait, then it leaves the descriptor and its entries are deleted
@@ -229,11 +231,26 @@ pub(crate) async fn create_index<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, ci: &
     Ok(QueryResult::tag("CREATE INDEX", 0))
 }
 
+/// Waits for the new descriptor version to propagate, then writes the table's schema fence
+/// ([`index::schema_fence_key`]) so writes prepared with an older version cannot commit later.
+async fn propagate<T: TxnClient>(txn: &mut T, db: &str, table: &str, id: u32) -> Result<(), SqlError> {
+    txn.wait_for_schema_propagation().await?;
+    let mut attempt = 0;
+    loop {
+        let (desc, _) = reload(txn, db, table, id).await?;
+        txn.put(index::schema_fence_key(desc.id), desc.version.to_be_bytes().to_vec());
+        match txn.commit_and_begin().await {
+            Err(e) if retryable(&e) && attempt < CHUNK_ATTEMPTS => attempt += 1,
+            other => return other,
+        }
+    }
+}
+
 /// Steps 2-5 of CREATE INDEX for the DeleteOnly index `id`.
 async fn build<T: TxnClient>(txn: &mut T, db: &str, table: &str, id: u32) -> Result<(), SqlError> {
-    txn.wait_for_schema_propagation().await?;
+    propagate(txn, db, table, id).await?;
     step(txn, db, table, id, Some(IndexState::WriteOnly)).await?;
-    txn.wait_for_schema_propagation().await?;
+    propagate(txn, db, table, id).await?;
     backfill(txn, db, table, id).await?;
     step(txn, db, table, id, Some(IndexState::Public)).await
 }
@@ -414,7 +431,7 @@ pub(crate) async fn drop_index<T: TxnClient>(
         txn.commit_and_begin().await?;
         if public {
             step(txn, &db, &table.name, id, Some(IndexState::WriteOnly)).await?;
-            txn.wait_for_schema_propagation().await?;
+            propagate(txn, &db, &table.name, id).await?;
         }
         step(txn, &db, &table.name, id, None).await?;
         delete_entries(txn, &table, id).await?;

@@ -34,7 +34,8 @@ fn check_indexes(t: &MemTxn, table: &str) {
     let (start, end) = keys::table_span(d.id);
     for k in t.data.range(start..end).map(|(k, _)| k) {
         let id = u32::from_be_bytes(k[9..13].try_into().unwrap());
-        assert!(id == 1 || d.indexes.iter().any(|i| i.id == id), "stray entry of index {id}");
+        // 0 is the schema fence.
+        assert!(id <= 1 || d.indexes.iter().any(|i| i.id == id), "stray entry of index {id}");
     }
 }
 
@@ -91,8 +92,9 @@ fn backfill_walks_delete_only_then_write_only_then_public() {
     assert_eq!((ix.state, ix.standalone, ix.unique), (IndexState::Public, true, false));
     let states: Vec<_> = t.schema_history.iter().flat_map(|d| d.indexes.iter().map(|i| i.state)).collect();
     assert_eq!(states, [IndexState::DeleteOnly, IndexState::WriteOnly]);
-    // One flush, then two chunks of 256 rows.
-    assert_eq!(t.commits - commits, 3);
+    // One flush, a schema fence after each wait, then two chunks of 256 rows.
+    assert_eq!(t.commits - commits, 5);
+    assert!(t.data.contains_key(&index::schema_fence_key(d.id)));
     check_indexes(&t, "t");
     run(&mut t, "CREATE INDEX ON t (b)");
     assert!(desc(&t, "t").indexes.iter().any(|i| i.name == "t_b_idx1"));
