@@ -377,6 +377,47 @@ async fn delete_entries<T: TxnClient>(txn: &mut T, table: &TableDesc, id: u32) -
     }
 }
 
+/// ALTER TABLE ... DROP COLUMN takes the indexes on the column with it; public ones first go
+/// back to `WriteOnly` and propagate, as in DROP INDEX, so no gateway reads them once writers
+/// stop maintaining them. Returns their ids (the caller reloads the descriptor).
+pub(crate) async fn retire_indexes_on<T: TxnClient>(
+    txn: &mut T,
+    db: &str,
+    table: &TableDesc,
+    columns: &[u32],
+) -> Result<Vec<u32>, SqlError> {
+    let ids: Vec<u32> =
+        table.indexes.iter().filter(|i| i.is_public() && i.columns.iter().any(|c| columns.contains(c))).map(|i| i.id).collect();
+    let Some(&first) = ids.first() else { return Ok(ids) };
+    txn.commit_and_begin().await?;
+    for id in &ids {
+        step(txn, db, &table.name, *id, Some(IndexState::WriteOnly)).await?;
+    }
+    propagate(txn, db, &table.name, first).await?;
+    Ok(ids)
+}
+
+/// Makes retired indexes public again (they were maintained all along).
+pub(crate) async fn restore_public<T: TxnClient>(txn: &mut T, db: &str, table: &str, ids: &[u32]) -> Result<(), SqlError> {
+    for id in ids {
+        step(txn, db, table, *id, Some(IndexState::Public)).await?;
+    }
+    Ok(())
+}
+
+/// Deletes the entries of indexes `before` had and `after` does not (after ALTER TABLE).
+pub(crate) async fn delete_removed_entries<T: TxnClient>(txn: &mut T, before: &TableDesc, after: &TableDesc) -> Result<(), SqlError> {
+    let gone: Vec<u32> = before.indexes.iter().filter(|i| !after.indexes.iter().any(|a| a.id == i.id)).map(|i| i.id).collect();
+    if gone.is_empty() {
+        return Ok(());
+    }
+    txn.commit_and_begin().await?;
+    for id in gone {
+        delete_entries(txn, before, id).await?;
+    }
+    Ok(())
+}
+
 pub(crate) async fn drop_index<T: TxnClient>(
     txn: &mut T,
     ctx: &Ctx<'_>,

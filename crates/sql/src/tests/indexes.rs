@@ -283,3 +283,23 @@ fn show_indexes_and_show_create_table() {
     let create = rows(&mut t, "SHOW CREATE TABLE s")[0][1].as_str().unwrap_or_default().to_string();
     assert!(create.ends_with(");\nCREATE INDEX s_v_j ON s (v DESC, j)"), "{create}");
 }
+
+#[test]
+fn dropping_an_indexed_column_retires_its_indexes_first() {
+    let mut t = setup();
+    run(&mut t, "CREATE INDEX t_a ON t (a)");
+    run(&mut t, "CREATE INDEX t_b ON t (b)");
+    // A failing ALTER leaves the index public (it was maintained while retired).
+    assert_eq!(err(&mut t, "ALTER TABLE t DROP COLUMN a, ADD COLUMN k INT8"), "42701");
+    assert!(desc(&t, "t").indexes.iter().all(|i| i.is_public()));
+    let waits = t.schema_waits;
+    t.schema_history.clear();
+    run(&mut t, "ALTER TABLE t DROP COLUMN a");
+    assert_eq!(t.schema_waits - waits, 1);
+    let retired = t.schema_history.iter().flat_map(|d| d.indexes.iter()).find(|i| i.name == "t_a").map(|i| i.state);
+    assert_eq!(retired, Some(IndexState::WriteOnly));
+    let d = desc(&t, "t");
+    assert_eq!(d.indexes.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), ["t_b"]);
+    check_indexes(&t, "t");
+    assert_eq!(rows(&mut t, "SELECT count(*) FROM t WHERE b = 'b1'"), vec![vec![json!(60)]]);
+}
