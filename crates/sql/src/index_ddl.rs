@@ -207,19 +207,34 @@ pub(crate) async fn create_index<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, ci: &
         }
         return Err(SqlError::user(codes::DUPLICATE_TABLE, format!("relation \"{name}\" already exists")));
     }
-    // 1-2. Writes of earlier statements commit first; then the index appears, DeleteOnly.
+    // 1-2. Writes of earlier statements commit first; then the index appears, DeleteOnly (on a
+    // fresh descriptor if the cached one turns out stale).
     txn.commit_and_begin().await?;
-    let mut desc = table;
-    let id = desc.next_index_id;
-    desc.next_index_id += 1;
-    let mut idx = IndexDesc::new(id, &name, ids, ci.unique);
+    let mut idx = IndexDesc::new(0, &name, ids, ci.unique);
     idx.descending = descending;
     idx.state = IndexState::DeleteOnly;
     idx.standalone = true;
-    desc.indexes.push(idx);
-    let version = desc.version;
-    desc.version += 1;
-    txn.update_table(version, desc.clone()).await?;
+    let mut desc = table;
+    let mut attempt = 0;
+    let id = loop {
+        let id = desc.next_index_id;
+        let mut next = desc.clone();
+        next.next_index_id += 1;
+        next.indexes.push(IndexDesc { id, ..idx.clone() });
+        next.version += 1;
+        match txn.update_table(desc.version, next).await {
+            Ok(()) => break id,
+            Err(e) if retryable(&e) && attempt < 10 => attempt += 1,
+            Err(e) => return Err(e),
+        }
+        desc = txn
+            .get_table(&db, &desc.name)
+            .await?
+            .ok_or_else(|| SqlError::user(codes::UNDEFINED_TABLE, format!("relation \"{}\" does not exist", desc.name)))?;
+        if desc.indexes.iter().any(|i| i.name == name) {
+            return Err(SqlError::user(codes::DUPLICATE_TABLE, format!("relation \"{name}\" already exists")));
+        }
+    };
     let res = build(txn, &db, &desc.name, id).await;
     if let Err(e) = res {
         // Best effort: take the half-built index away again (DROP INDEX can finish the job).
