@@ -404,7 +404,13 @@ pub(crate) fn uses_secondary_index(rel: &Rel) -> bool {
     }
 }
 
+/// Adds the columns `s` reads. Subquery nodes that were not replaced by their results (a
+/// correlated subquery reads outer columns in ways `columns()` may not show) count as reading
+/// every column, which no index covers.
 fn add_cols(needed: &mut Vec<usize>, s: &Scalar) {
+    if s.any(&|n| matches!(n, Scalar::Subquery(_) | Scalar::Exists(..) | Scalar::InSubquery(..))) {
+        needed.push(usize::MAX);
+    }
     needed.extend(s.columns());
 }
 
@@ -413,7 +419,10 @@ fn add_cols(needed: &mut Vec<usize>, s: &Scalar) {
 pub(crate) fn mark_covering(rel: &mut Rel, needed: Option<&[usize]>) {
     match rel {
         Rel::Scan(s) => {
-            let filter_cols = s.filter.as_ref().map(|f| f.columns()).unwrap_or_default();
+            let mut filter_cols = Vec::new();
+            if let Some(f) = &s.filter {
+                add_cols(&mut filter_cols, f);
+            }
             if let ScanPlan::Index(p) = &mut s.plan {
                 let Some(needed) = needed else {
                     p.covering = false;
@@ -455,7 +464,7 @@ pub(crate) fn mark_covering(rel: &mut Rel, needed: Option<&[usize]>) {
             let Some(needed) = needed else {
                 return mark_covering(&mut a.input, None);
             };
-            let mut n: Vec<usize> = needed.iter().copied().filter(|c| *c < a.width).collect();
+            let mut n: Vec<usize> = needed.iter().copied().filter(|c| *c < a.width || *c == usize::MAX).collect();
             a.group.iter().for_each(|g| add_cols(&mut n, g));
             for spec in &a.aggs {
                 spec.arg.iter().chain(&spec.sep).for_each(|e| add_cols(&mut n, e));
