@@ -66,6 +66,13 @@ const QUERIES: &[&str] = &[
     "SELECT k FROM t WHERE a = 3 AND c > 100 ORDER BY k",
     "SELECT t.k, u.k FROM t JOIN t AS u ON u.a = t.a WHERE t.k = 5 ORDER BY 2",
     "SELECT DISTINCT a FROM t WHERE a < 3 ORDER BY a",
+    "SELECT a, b, k FROM t WHERE a IN (2, 3) AND b > 'b1' ORDER BY k",
+    "SELECT a, b, k FROM t WHERE a = 4 AND b BETWEEN 'b1' AND 'b3' ORDER BY b, k",
+    "SELECT a, b FROM t WHERE a < 3 ORDER BY a DESC, b, k LIMIT 10",
+    "SELECT a, b, k FROM t ORDER BY a DESC, b, k LIMIT 5",
+    "SELECT a, b, k FROM t WHERE a IN (1, 2) ORDER BY a DESC, b, k LIMIT 9",
+    "SELECT count(*) FROM t WHERE a = 1 AND b IS NULL",
+    "SELECT k FROM t WHERE a IN (SELECT a FROM t WHERE k < 3) ORDER BY k LIMIT 4",
 ];
 
 #[test]
@@ -80,6 +87,10 @@ fn results_are_the_same_with_and_without_indexes() {
     }
     assert!(explain(&mut t, QUERIES[0]).contains("scan t@t_a: index scan"), "{}", explain(&mut t, QUERIES[0]));
     assert!(explain(&mut t, QUERIES[1]).contains("scan t@t_ab"), "{}", explain(&mut t, QUERIES[1]));
+    for q in &QUERIES[17..19] {
+        let p = explain(&mut t, q);
+        assert!(p.contains("t@t_ab") && !p.contains("sort"), "{q}: {p}");
+    }
 }
 
 #[test]
