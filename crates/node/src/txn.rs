@@ -12,12 +12,23 @@
 //!
 //! Catalog operations (CREATE/DROP DATABASE/TABLE) are not part of the data transaction: each
 //! runs as its own transaction on the system range and takes effect immediately.
+//!
+//! Schema lease: the transaction remembers the version of every table descriptor it used and
+//! when it was fetched; at commit, one fetched [`SCHEMA_LEASE`] ago or more is re-read, and a
+//! changed one fails the transaction with a retryable conflict. With the catalog cache's TTL
+//! this bounds how long after a new descriptor version an older one can still be applied,
+//! which `wait_for_schema_propagation` waits out ([`SCHEMA_WAIT`]); a commit also validates
+//! the schema fence of each table it writes, so one prepared before a schema change's wait and
+//! applied after it fails instead of landing late. Schema changes commit in
+//! chunks with `commit_and_begin`; batched point reads (`get_many`) send one request per range.
 
 use crate::admin::{self, AdminRequest, AdminResponse};
+use crate::catalog_cache::{SCHEMA_LEASE, SCHEMA_WAIT};
 use crate::dist_txn;
 use crate::node::Node;
 use crate::records::SysRecord;
 use meridian_raft_glue::{Frame, Service, Transport};
+use meridian_sql::index::{schema_fence_key, table_of_key};
 use meridian_sql::{DatabaseDesc, SqlError, TableDesc, TxnClient};
 use meridian_types::keys::{self, KEY_MAX};
 use meridian_types::kv::{KvRequest, KvResponse, ReadOp, ReadRequest, ReadResult, Span, Write, WriteRequest};
@@ -46,6 +57,9 @@ pub struct Txn {
     absent: std::collections::HashMap<Vec<u8>, SqlError>,
     /// Descriptors of the ranges read, for a multi-range commit.
     descs: std::collections::HashMap<RangeId, RangeDescriptor>,
+    /// Table descriptors used: (db, table) → (version, when the read that fetched it began).
+    /// Checked against [`SCHEMA_LEASE`] at commit.
+    schema: std::collections::HashMap<(String, String), (u64, std::time::Instant)>,
     /// The commit (or read) timestamp once finished.
     pub timestamp: Option<Timestamp>,
 }
@@ -61,6 +75,7 @@ impl Txn {
             got: Default::default(),
             absent: Default::default(),
             descs: Default::default(),
+            schema: Default::default(),
             timestamp: None,
         }
     }
@@ -69,27 +84,36 @@ impl Txn {
         self.read_ts.map(|t| t.add_nanos(self.node.hlc.max_offset_ns()))
     }
 
+    /// Sends `ops` to the range `desc` at the transaction's read timestamp (fixing it on the
+    /// first read); one result per op.
+    async fn send_read(&mut self, desc: &RangeDescriptor, ops: Vec<ReadOp>) -> Result<Vec<ReadResult>, KvError> {
+        let n = ops.len();
+        let req = KvRequest::Read(ReadRequest { range_id: desc.range_id, ts: self.read_ts, uncertainty_limit: self.uncertainty(), ops });
+        match self.node.router.send(desc, req, self.deadline).await? {
+            KvResponse::Read(r) => {
+                if self.read_ts.is_none() {
+                    self.read_ts = Some(r.ts);
+                }
+                self.node.hlc.update(r.ts);
+                if r.results.len() != n {
+                    return Err(KvError::Internal("short read".into()));
+                }
+                Ok(r.results)
+            }
+            _ => Err(KvError::Internal("unexpected response".into())),
+        }
+    }
+
     /// Reads through the router, re-resolving the range when it moved or split.
     async fn read(&mut self, key: &[u8], op: ReadOp) -> Result<(RangeDescriptor, ReadResult), KvError> {
         loop {
             let desc = self.node.router.lookup(key, self.deadline).await?;
-            let req = KvRequest::Read(ReadRequest {
-                range_id: desc.range_id,
-                ts: self.read_ts,
-                uncertainty_limit: self.uncertainty(),
-                ops: vec![op.clone()],
-            });
-            match self.node.router.send(&desc, req, self.deadline).await {
-                Ok(KvResponse::Read(r)) => {
-                    if self.read_ts.is_none() {
-                        self.read_ts = Some(r.ts);
-                    }
-                    self.node.hlc.update(r.ts);
-                    let res = r.results.into_iter().next().ok_or_else(|| KvError::Internal("empty read".into()))?;
+            match self.send_read(&desc, vec![op.clone()]).await {
+                Ok(r) => {
+                    let res = r.into_iter().next().ok_or_else(|| KvError::Internal("empty read".into()))?;
                     self.descs.entry(desc.range_id).or_insert_with(|| desc.clone());
                     return Ok((desc, res));
                 }
-                Ok(_) => return Err(KvError::Internal("unexpected response".into())),
                 Err(KvError::KeyOutOfRange { .. }) if Instant::now() < self.deadline => continue,
                 // Another transaction's intent at or below the read: learn its outcome first.
                 Err(KvError::WriteIntent { key, txn }) => dist_txn::push(&self.node, self.deadline, &key, &txn).await?,
@@ -98,9 +122,38 @@ impl Txn {
         }
     }
 
+    fn used(&mut self, d: &TableDesc, fetched: std::time::Instant) {
+        self.schema.insert((d.db.clone(), d.name.clone()), (d.version, fetched));
+    }
+
+    /// Forgets descriptors this transaction's own DDL replaced (they are not a stale view).
+    fn forget(&mut self, db: &str, name: &str) {
+        self.schema.remove(&(db.to_string(), name.to_string()));
+    }
+
+    /// Re-reads every descriptor used that was fetched [`SCHEMA_LEASE`] ago or more; a changed
+    /// one fails the transaction with a retryable conflict (the retry sees the new schema).
+    async fn check_schema(&mut self) -> Result<(), SqlError> {
+        let stale: Vec<((String, String), u64)> =
+            self.schema.iter().filter(|(_, (_, at))| at.elapsed() >= SCHEMA_LEASE).map(|(k, (v, _))| (k.clone(), *v)).collect();
+        for ((db, name), version) in stale {
+            let fetched = std::time::Instant::now();
+            let cur: Option<TableDesc> = self.sys_get(keys::table_desc_key(&db, &name)).await?;
+            if cur.map(|c| c.version) != Some(version) {
+                self.node.catalog.clear();
+                return Err(SqlError::Kv(KvError::WriteConflict(format!(
+                    "the schema of table \"{name}\" changed while the transaction ran"
+                ))));
+            }
+            self.schema.insert((db, name), (version, fetched));
+        }
+        Ok(())
+    }
+
     /// Commits the buffered writes; returns the commit timestamp (or the read timestamp of a
     /// read-only transaction).
     pub async fn commit(&mut self) -> Result<Timestamp, SqlError> {
+        self.check_schema().await?;
         if self.writes.is_empty() {
             let ts = self.read_ts.unwrap_or_else(|| self.node.hlc.now());
             self.timestamp = Some(ts);
@@ -108,6 +161,21 @@ impl Txn {
         }
         let first = self.writes.keys().next().cloned().unwrap_or_default();
         let desc = self.node.router.lookup(&first, self.deadline).await?;
+        // The schema fence of every table written is validated as if read: a schema change
+        // writes it after waiting for propagation, so this commit fails (and the request re-runs
+        // with the new schema) if it began before the fence. A blind transaction reads "now":
+        // its descriptors were just checked to be fresh (`check_schema`).
+        let mut tables: Vec<u64> = self.writes.keys().filter_map(|k| table_of_key(k)).collect();
+        tables.dedup();
+        for t in tables {
+            let fence = schema_fence_key(t);
+            let d = if desc.contains_key(&fence) { desc.clone() } else { self.node.router.lookup(&fence, self.deadline).await? };
+            self.descs.entry(d.range_id).or_insert_with(|| d.clone());
+            self.reads.push((d.range_id, Span::point(&fence)));
+            if self.read_ts.is_none() {
+                self.read_ts = Some(self.node.hlc.now());
+            }
+        }
         let one_range = self.writes.keys().all(|k| desc.contains_key(k))
             && self.reads.iter().all(|(r, _)| *r == desc.range_id || *r == SYSTEM_RANGE_ID);
         let writes: Vec<Write> = std::mem::take(&mut self.writes)
@@ -252,12 +320,15 @@ impl TxnClient for Txn {
     }
 
     async fn get_table(&mut self, db: &str, name: &str) -> Result<Option<TableDesc>, SqlError> {
-        if let Some(d) = self.node.catalog.table(db, name) {
+        if let Some((d, fetched)) = self.node.catalog.table(db, name) {
+            self.used(&d, fetched);
             return Ok(Some(d));
         }
+        let fetched = std::time::Instant::now();
         let d: Option<TableDesc> = self.sys_get(keys::table_desc_key(db, name)).await?;
         if let Some(d) = &d {
-            self.node.catalog.put_table(d);
+            self.node.catalog.put_table(d, fetched);
+            self.used(d, fetched);
         }
         Ok(d)
     }
@@ -325,6 +396,7 @@ impl TxnClient for Txn {
     }
 
     async fn drop_table(&mut self, db: &str, name: &str) -> Result<(), SqlError> {
+        self.forget(db, name);
         let key = keys::table_desc_key(db, name);
         let Some(desc) = self.sys_get::<TableDesc>(key.clone()).await? else {
             return Err(SqlError::user("42P01", format!("relation \"{name}\" does not exist")));
@@ -368,26 +440,33 @@ impl TxnClient for Txn {
 
     async fn update_table(&mut self, expected_version: u64, desc: TableDesc) -> Result<(), SqlError> {
         let key = keys::table_desc_key(&desc.db, &desc.name);
-        self.sys_txn(move |t| {
-            let (key, desc) = (key.clone(), desc.clone());
-            Box::pin(async move {
-                let cur = match t.get(&key).await? {
-                    Some(b) => TableDesc::decode_record(&b)?,
-                    None => return Err(SqlError::user("42P01", format!("relation \"{}\" does not exist", desc.name))),
-                };
-                if cur.id != desc.id || cur.version != expected_version {
-                    return Err(SqlError::user("40001", format!("table \"{}\" was changed concurrently; retry the statement", desc.name)));
-                }
-                t.put(key, desc.encode_record());
-                Ok(())
+        self.forget(&desc.db, &desc.name);
+        let res = self
+            .sys_txn(move |t| {
+                let (key, desc) = (key.clone(), desc.clone());
+                Box::pin(async move {
+                    let cur = match t.get(&key).await? {
+                        Some(b) => TableDesc::decode_record(&b)?,
+                        None => return Err(SqlError::user("42P01", format!("relation \"{}\" does not exist", desc.name))),
+                    };
+                    if cur.id != desc.id || cur.version != expected_version {
+                        return Err(SqlError::user(
+                            "40001",
+                            format!("table \"{}\" was changed concurrently; retry the statement", desc.name),
+                        ));
+                    }
+                    t.put(key, desc.encode_record());
+                    Ok(())
+                })
             })
-        })
-        .await?;
+            .await;
+        // Also on failure: the next attempt must read the descriptor afresh.
         self.node.catalog.clear();
-        Ok(())
+        res
     }
 
     async fn rename_table(&mut self, db: &str, old: &str, new: &str) -> Result<(), SqlError> {
+        self.forget(db, old);
         let (old_key, new_key) = (keys::table_desc_key(db, old), keys::table_desc_key(db, new));
         let (old, new) = (old.to_string(), new.to_string());
         self.sys_txn(move |t| {
@@ -571,6 +650,71 @@ impl TxnClient for Txn {
             }
         }
         self.writes.insert(key, Some(value));
+        Ok(())
+    }
+
+    async fn get_many(&mut self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, SqlError> {
+        let mut out: Vec<Option<Vec<u8>>> = vec![None; keys.len()];
+        let mut pending = Vec::new();
+        for (i, k) in keys.iter().enumerate() {
+            match self.writes.get(k).or_else(|| self.got.get(k)) {
+                Some(v) => out[i] = v.clone(),
+                None => pending.push(i),
+            }
+        }
+        // One request per range holding pending keys.
+        while let Some(&first) = pending.first() {
+            let desc = self.node.router.lookup(&keys[first], self.deadline).await?;
+            let (mine, rest): (Vec<usize>, Vec<usize>) = pending.iter().partition(|&&i| desc.contains_key(&keys[i]));
+            let ops = mine.iter().map(|&i| ReadOp::Get { key: keys[i].clone() }).collect();
+            let results = match self.send_read(&desc, ops).await {
+                Ok(r) => r,
+                Err(KvError::KeyOutOfRange { .. }) if Instant::now() < self.deadline => continue,
+                Err(KvError::WriteIntent { key, txn }) => {
+                    dist_txn::push(&self.node, self.deadline, &key, &txn).await?;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            self.descs.entry(desc.range_id).or_insert_with(|| desc.clone());
+            for (i, r) in mine.into_iter().zip(results) {
+                let ReadResult::Get(v) = r else {
+                    return Err(SqlError::Kv(KvError::Internal("unexpected result".into())));
+                };
+                self.reads.push((desc.range_id, Span::point(&keys[i])));
+                self.got.insert(keys[i].clone(), v.clone());
+                out[i] = v;
+            }
+            pending = rest;
+        }
+        Ok(out)
+    }
+
+    async fn commit_and_begin(&mut self) -> Result<(), SqlError> {
+        let res = self.commit().await.map(|_| ());
+        self.writes.clear();
+        self.reads.clear();
+        self.got.clear();
+        self.absent.clear();
+        self.descs.clear();
+        self.read_ts = None;
+        self.timestamp = None;
+        res
+    }
+
+    async fn wait_for_schema_propagation(&mut self) -> Result<(), SqlError> {
+        if Instant::now() + SCHEMA_WAIT + Duration::from_secs(1) > self.deadline {
+            return Err(SqlError::user(
+                "57014",
+                format!(
+                    "query canceled: the schema change needs more time than the request's timeout allows (each step waits {} ms); raise \"timeout\"",
+                    SCHEMA_WAIT.as_millis()
+                ),
+            ));
+        }
+        self.node.catalog.clear();
+        tokio::time::sleep(SCHEMA_WAIT).await;
+        self.node.catalog.clear();
         Ok(())
     }
 }

@@ -5,8 +5,9 @@
 //! Invariants: no data is rewritten. A column added with a non-NULL DEFAULT stores the default's
 //! value in `ColumnDesc::missing`, which rows written before read as; a NOT NULL column without
 //! a default can only be added to an empty table (23502 otherwise), likewise UNIQUE and volatile
-//! defaults (0A000). Dropping a column drops the unique indexes and checks that use it (their
-//! stale index entries stay in the table's span, unread). CHECK expressions are rewritten on
+//! defaults (0A000). Dropping a column drops the indexes and checks that use it: public indexes
+//! on it first go back to `WriteOnly` and propagate (as in DROP INDEX; this commits the
+//! request's earlier writes), and their entries are deleted after the ALTER. CHECK expressions are rewritten on
 //! RENAME COLUMN.
 //! Not handled: ALTER COLUMN TYPE/SET DEFAULT, ADD CONSTRAINT, dropping primary-key columns.
 
@@ -47,11 +48,39 @@ async fn is_empty<T: TxnClient>(txn: &mut T, table: &TableDesc) -> Result<bool, 
 
 pub(crate) async fn alter_table<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, at: &AlterTable) -> Result<QueryResult, SqlError> {
     let (db, _) = table_ref(ctx, &at.name)?;
-    let mut desc = match load_table(txn, ctx, &at.name).await {
+    let desc = match load_table(txn, ctx, &at.name).await {
         Ok(d) => d,
         Err(e) if at.if_exists && e.code() == codes::UNDEFINED_TABLE => return Ok(QueryResult::tag("ALTER TABLE", 0)),
         Err(e) => return Err(e),
     };
+    // Indexes on dropped columns stop being read before they go.
+    let dropped: Vec<u32> = at
+        .operations
+        .iter()
+        .flat_map(|op| match op {
+            AlterTableOperation::DropColumn { column_names, .. } => column_names.iter().collect(),
+            _ => Vec::new(),
+        })
+        .filter_map(|n| desc.column_index(&ident_name(n)).filter(|p| !desc.primary_key.contains(p)).map(|p| desc.columns[p].id))
+        .collect();
+    let retired = crate::index_ddl::retire_indexes_on(txn, &db, &desc, &dropped).await?;
+    if retired.is_empty() {
+        return apply(txn, ctx, &db, desc, at).await;
+    }
+    let desc = load_table(txn, ctx, &at.name).await?;
+    let name = desc.name.clone();
+    let res = apply(txn, ctx, &db, desc, at).await;
+    if res.is_err() {
+        // The ALTER failed: the indexes, maintained all along, are readable again.
+        crate::index_ddl::restore_public(txn, &db, &name, &retired).await?;
+    }
+    res
+}
+
+/// Applies the operations to `desc` and stores the result.
+async fn apply<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, db: &str, mut desc: TableDesc, at: &AlterTable) -> Result<QueryResult, SqlError> {
+    let db = db.to_string();
+    let before = desc.clone();
     let version = desc.version;
     let mut rename_to: Option<String> = None;
     let mut changed = false;
@@ -108,12 +137,7 @@ pub(crate) async fn alter_table<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, at: &A
                 if unique {
                     let id = desc.next_index_id;
                     desc.next_index_id += 1;
-                    desc.indexes.push(IndexDesc {
-                        id,
-                        name: unique_name(&desc.name, std::slice::from_ref(&name)),
-                        columns: vec![col_id],
-                        unique: true,
-                    });
+                    desc.indexes.push(IndexDesc::new(id, &unique_name(&desc.name, std::slice::from_ref(&name)), vec![col_id], true));
                 }
                 for (cname, e) in checks {
                     check_check(&desc, &e, ctx)?;
@@ -196,6 +220,7 @@ pub(crate) async fn alter_table<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, at: &A
     if changed {
         desc.version = version + 1;
         txn.update_table(version, desc.clone()).await?;
+        crate::index_ddl::delete_removed_entries(txn, &before, &desc).await?;
     }
     if let Some(new) = rename_to {
         txn.rename_table(&db, &desc.name, &new).await?;

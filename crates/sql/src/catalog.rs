@@ -4,9 +4,11 @@
 //! grows); `primary_key` holds indexes into `columns`, and primary-key columns are NOT NULL.
 //! Index ids are unique per table: 1 is the primary index, secondary ones start at 2 and come
 //! from `next_index_id`, which only grows. `version` starts at 1 and every ALTER bumps it by one.
+//! Indexes carry a life-cycle [`IndexState`]: only `Public` ones are read; index names are
+//! unique within a table.
 //! Descriptors are serialized by the node (serde, JSON); fields added later carry
 //! `#[serde(default)]` so older descriptors still load. This crate never stores them itself.
-//! Not handled: non-unique secondary indexes, foreign keys, schemas.
+//! Not handled: foreign keys, schemas, expression or partial indexes.
 
 use crate::error::{SqlError, codes};
 use serde::{Deserialize, Serialize};
@@ -221,13 +223,59 @@ impl ColumnDesc {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// Where an index is in its life cycle (see `index_ddl`). Writers maintain every index that is
+/// not `Public` as its state says; readers use `Public` indexes only.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IndexState {
+    /// Writers delete the entries of rows they delete or change, but add none (first step of
+    /// CREATE INDEX: no gateway may still write without knowing the index once entries appear).
+    DeleteOnly,
+    /// Writers maintain entries fully (and check uniqueness); readers ignore the index. The
+    /// backfill runs in this state, and DROP INDEX passes through it.
+    WriteOnly,
+    #[default]
+    Public,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IndexDesc {
     pub id: u32,
     pub name: String,
     /// Column ids.
     pub columns: Vec<u32>,
     pub unique: bool,
+    /// Per column, whether it is stored descending. Shorter than `columns` (older descriptors:
+    /// empty) means ascending for the rest.
+    #[serde(default)]
+    pub descending: Vec<bool>,
+    #[serde(default)]
+    pub state: IndexState,
+    /// Made by CREATE [UNIQUE] INDEX (dropped by DROP INDEX); false for the index behind a UNIQUE
+    /// constraint.
+    #[serde(default)]
+    pub standalone: bool,
+}
+
+impl IndexDesc {
+    /// A public, ascending index.
+    pub fn new(id: u32, name: &str, columns: Vec<u32>, unique: bool) -> IndexDesc {
+        IndexDesc { id, name: name.into(), columns, unique, descending: Vec::new(), state: IndexState::Public, standalone: false }
+    }
+
+    /// Whether column `i` of the index is descending.
+    pub fn desc(&self, i: usize) -> bool {
+        self.descending.get(i).copied().unwrap_or(false)
+    }
+
+    /// Whether readers may use the index.
+    pub fn is_public(&self) -> bool {
+        self.state == IndexState::Public
+    }
+
+    /// Whether writers add entries to it (and check its uniqueness).
+    pub fn writable(&self) -> bool {
+        self.state != IndexState::DeleteOnly
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

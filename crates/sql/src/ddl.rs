@@ -259,7 +259,7 @@ pub(crate) async fn create_table<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, ct: &
         }
         let id = desc.next_index_id;
         desc.next_index_id += 1;
-        desc.indexes.push(IndexDesc { id, name: iname, columns: ids, unique: true });
+        desc.indexes.push(IndexDesc::new(id, &iname, ids, true));
     }
     let mut unnamed = 0;
     for (cname, _, e) in checks {

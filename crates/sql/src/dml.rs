@@ -5,11 +5,13 @@
 //! Invariants: constraints are enforced by `write::Writer`; UPDATE evaluates assignments over
 //! the old row; rows whose primary key changes are deleted first and re-inserted after the
 //! scan, so `SET k = k + 1` over consecutive keys succeeds; a target row joined to several FROM
-//! rows is updated once. INSERT ... SELECT reads its whole source (bounded by the budget)
-//! before writing, so it never sees its own rows. Correlated subqueries in UPDATE (WHERE, SET)
-//! and DELETE (WHERE) that read the target table see it as it was before the statement: the
-//! statement's rows are computed first (bounded by the budget) and written afterwards.
-//! RETURNING results are bounded by the budget.
+//! rows is updated once; an UPDATE whose rows are found through a secondary index reads them
+//! all (bounded by the budget) before writing, since updated rows move within that index.
+//! INSERT ... SELECT reads its whole source (bounded by the budget) before writing, so it never
+//! sees its own rows. Correlated subqueries in UPDATE (WHERE, SET) and DELETE (WHERE) that read
+//! the target table see it as it was before the statement: the statement's rows are computed
+//! first (bounded by the budget) and written afterwards. RETURNING results are bounded by the
+//! budget.
 //! Not handled: ON CONFLICT ON CONSTRAINT, ORDER BY/LIMIT on UPDATE/DELETE, writable CTEs.
 
 use crate::datum::Datum;
@@ -176,7 +178,7 @@ pub(crate) async fn insert<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, ins: &Inser
                 let matches_unique = w.table.indexes.iter().any(|ix| {
                     let mut c = ix.columns.clone();
                     c.sort_unstable();
-                    ix.unique && c == ids
+                    ix.unique && ix.is_public() && c == ids
                 });
                 if ids != pk && !matches_unique {
                     return Err(SqlError::user(
@@ -272,7 +274,9 @@ pub(crate) async fn insert<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, ins: &Inser
             // conflict handling needs the existing rows.
             let with_pk = do_nothing || do_update.is_some();
             let keys: Vec<Vec<u8>> = batch.iter().flatten().flat_map(|r| conflict_keys(&w, r, with_pk)).collect();
-            txn.prefetch(&keys).await?;
+            if !keys.is_empty() {
+                txn.prefetch(&keys).await?;
+            }
         }
         for full in batch {
             let full = full?;
@@ -317,8 +321,8 @@ fn complete_row<T: TxnClient>(txn: &mut T, w: &Writer, targets: &[usize], vals: 
 /// primary key.
 fn conflict_keys(w: &Writer, row: &[Datum], with_pk: bool) -> Vec<Vec<u8>> {
     let mut keys: Vec<Vec<u8>> = if with_pk { row_key(&w.table, row).into_iter().collect() } else { Vec::new() };
-    for idx in w.table.indexes.iter().filter(|i| i.unique) {
-        if let Ok(Some(k)) = crate::encoding::index_key(&w.table, idx, row) {
+    for idx in w.table.indexes.iter().filter(|i| i.unique && i.writable()) {
+        if let Ok(Some((k, _))) = crate::index::entry(&w.table, idx, row) {
             keys.push(k);
         }
     }
@@ -380,7 +384,7 @@ async fn write_update<T: TxnClient>(txn: &mut T, w: &Writer, old: &[Datum], new:
     if row_key(&w.table, old)? == row_key(&w.table, new)? {
         w.update_in_place(txn, old, new).await
     } else {
-        w.delete(txn, old)?;
+        w.delete(txn, old).await?;
         w.insert(txn, new).await
     }
 }
@@ -422,6 +426,10 @@ pub(crate) async fn update<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, up: &Update
         Some(UpdateTableFromKind::AfterSet(f) | UpdateTableFromKind::BeforeSet(f)) => f.clone(),
     };
     let (mut rel, scope) = plan_target(txn, ctx, &up.table, &from, up.selection.as_ref()).await?;
+    if crate::index_plan::uses_secondary_index(&rel) {
+        // Updated rows move within the index being read: read them all first.
+        rel = Rel::Rows { rows: rel.collect(txn, &ctx.budget, "UPDATE target rows").await?, done: false };
+    }
     let mut c = Compiler::new(scope.clone(), ctx.args, ctx.now);
     let mut sets = compile_sets(&w, &mut c, &up.assignments)?;
     {
@@ -487,7 +495,7 @@ async fn apply_update<T: TxnClient>(txn: &mut T, w: &Writer, old: &[Datum], new:
     if row_key(&w.table, &new)? == row_key(&w.table, old)? {
         w.update_in_place(txn, old, &new).await
     } else {
-        w.delete(txn, old)?;
+        w.delete(txn, old).await?;
         moved.push(new);
         Ok(())
     }
@@ -525,7 +533,7 @@ pub(crate) async fn delete<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, del: &Delet
                 meter.add(old, &ctx.budget, "DELETE rows found before writing")?;
                 buffered.push(old.to_vec());
             } else {
-                w.delete(txn, old)?;
+                w.delete(txn, old).await?;
             }
             if let Some(r) = ret.as_mut() {
                 r.add(&combined, ctx)?;
@@ -534,7 +542,7 @@ pub(crate) async fn delete<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, del: &Delet
         }
     }
     for old in buffered {
-        w.delete(txn, &old)?;
+        w.delete(txn, &old).await?;
     }
     Ok(finish("DELETE", count, ret))
 }

@@ -6,10 +6,8 @@
 //!   String/Bytes → `encode_bytes`, Bool → `encode_bool`, Uuid → its 16 bytes, Decimal → the
 //!   sortable form of [`encode_decimal`]. Interval and Jsonb cannot be keyed (0A000). Byte order
 //!   of keys therefore equals the PK order of rows, and all rows lie in `keys::table_span(id)`.
-//! - Unique index entry: `keys::index_prefix(table.id, index.id)` + the indexed values (same
-//!   encoders) → value = the row's primary-key suffix (key minus the rows prefix). Rows with a
-//!   NULL in an indexed column have no entry (NULLs never conflict). Entries stay inside the
-//!   table's span, so they live in the table's range.
+//! - Secondary index entries (unique and non-unique) are laid out by [`crate::index`], with the
+//!   same value encoders, under `keys::index_prefix(table.id, index.id)` inside the table's span.
 //! - Value: a version byte (`1`) then, for each non-NULL column (PK columns included, so a row
 //!   decodes from its value alone), `varint(column id) tag payload`: tag 1 Int (8 bytes LE),
 //!   2 Float (8 bytes LE bits), 3 String (varint len + UTF-8), 4 Bool (1 byte), 5 Bytes
@@ -19,9 +17,9 @@
 //!   Decoding matches column ids against the descriptor: unknown ids (dropped columns) are
 //!   skipped; missing ids decode as the column's `missing` value (ADD COLUMN ... DEFAULT) or NULL.
 //!
-//! Not handled: non-unique secondary indexes, column families.
+//! Not handled: column families.
 
-use crate::catalog::{IndexDesc, TableDesc};
+use crate::catalog::TableDesc;
 use crate::datum::Datum;
 use crate::error::{SqlError, codes};
 use crate::temporal::Interval;
@@ -135,19 +133,6 @@ pub fn row_key(table: &TableDesc, row: &[Datum]) -> Result<Vec<u8>, SqlError> {
         encode_key_datum(&mut k, row.get(i).ok_or_else(|| corrupt("row shorter than table"))?)?;
     }
     Ok(k)
-}
-
-/// The key of a row's entry in a unique index, or None when an indexed value is NULL.
-pub fn index_key(table: &TableDesc, index: &IndexDesc, row: &[Datum]) -> Result<Option<Vec<u8>>, SqlError> {
-    let mut k = keys::index_prefix(table.id, index.id);
-    for cid in &index.columns {
-        let pos = table.column_by_id(*cid).ok_or_else(|| corrupt("index column missing"))?;
-        match row.get(pos) {
-            None | Some(Datum::Null) => return Ok(None),
-            Some(d) => encode_key_datum(&mut k, d)?,
-        }
-    }
-    Ok(Some(k))
 }
 
 fn corrupt(what: &str) -> SqlError {

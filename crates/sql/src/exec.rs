@@ -8,12 +8,12 @@
 //! DELETE (RETURNING), SELECT (joins, subqueries, set operations, CTEs), EXPLAIN, and
 //! BEGIN/START TRANSACTION first and COMMIT/END last in a request (no-ops: `txn_control`).
 //! Argument count mismatches are 08P01.
+//! Indexes: CREATE [UNIQUE] INDEX, DROP INDEX (also CockroachDB's `t@idx`), SHOW INDEXES (`index_ddl`).
 //! Every entry is parsed (and transaction control statements checked, `txn_control`) before
 //! any statement runs, so a syntax error or a misplaced BEGIN/COMMIT runs nothing.
 //! Invariants: execution stops at the first error; every result and buffered operator state is
 //! bounded by [`ExecOptions`] (54000 beyond it); reads go through the span plan of `plan`.
-//! Not handled: ROLLBACK and savepoints (the node commits a request's transaction), CREATE
-//! INDEX, views.
+//! Not handled: ROLLBACK and savepoints (the node commits a request's transaction), views.
 
 use crate::catalog::TableDesc;
 use crate::datum::Datum;
@@ -21,7 +21,7 @@ use crate::error::{SqlError, codes};
 use crate::expr::ident_name;
 use crate::rel::Budget;
 use crate::txn::TxnClient;
-use crate::{alter, ddl, dml, explain, query, show, txn_control};
+use crate::{alter, ddl, dml, explain, index_ddl, query, show, txn_control};
 use sqlparser::ast::{ObjectName, ObjectType, ShowCreateObject, Statement};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -129,6 +129,11 @@ async fn execute_one<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, stmt: &Statement,
         Statement::CreateDatabase { db_name, if_not_exists, .. } => ddl::create_database(txn, db_name, *if_not_exists).await,
         Statement::Drop { object_type: ObjectType::Table, if_exists, names, .. } => ddl::drop_tables(txn, ctx, names, *if_exists).await,
         Statement::Drop { object_type: ObjectType::Database, if_exists, names, .. } => ddl::drop_databases(txn, names, *if_exists).await,
+        Statement::CreateIndex(ci) => index_ddl::create_index(txn, ctx, ci).await,
+        Statement::Drop { object_type: ObjectType::Index, if_exists, names, cascade, table, .. } => {
+            index_ddl::drop_index(txn, ctx, names, *if_exists, *cascade, table.as_ref()).await
+        }
+        Statement::ShowVariable { variable } => index_ddl::show_variable(txn, ctx, variable).await,
         Statement::ShowDatabases { .. } => ddl::show_databases(txn).await,
         Statement::ShowTables { .. } => ddl::show_tables(txn, ctx).await,
         Statement::ShowColumns { show_options, .. } => match show_options.show_in.as_ref().and_then(|s| s.parent_name.as_ref()) {

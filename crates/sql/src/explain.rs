@@ -1,7 +1,9 @@
 //! EXPLAIN <query>: the planned operator tree as indented text rows (column "info", STRING).
 //!
 //! Each table read shows its access method and span: `point get /Table/104/1/5`, `span scan
-//! [/Table/104/1/3, /Table/104/1/7)`, `full scan /Table/104`, `empty` (nothing to read); joins
+//! [/Table/104/1/3, /Table/104/1/7)`, `full scan /Table/104`, `empty` (nothing to read), or for
+//! a secondary index `scan t@idx: index scan spans=[/Table/104/2/5, /Table/104/2/6) (index-only)`
+//! (or `then row lookups`; `first n` when a LIMIT bounds the first read); joins
 //! show `hash join`, `lookup join`, `nested loop` or `cross join`; then sort, limit,
 //! aggregation, distinct, filter, set operations, values and series. Keys are printed by
 //! decoding the primary-key columns after the rows prefix (bytes that do not decode as hex).
@@ -10,17 +12,18 @@
 //! Invariant: planning for EXPLAIN is the same as for execution (uncorrelated subqueries are run
 //! while planning, as they are for execution). Not handled: EXPLAIN ANALYZE, costs.
 
-use crate::catalog::{SqlType, TableDesc};
+use crate::catalog::{IndexDesc, SqlType, TableDesc};
 use crate::datum::Datum;
 use crate::encoding::rows_prefix;
 use crate::error::SqlError;
 use crate::exec::{Column, Ctx, QueryResult};
+use crate::index::{column_positions, decode_column};
 use crate::join::{JoinKind, Method};
 use crate::plan::ScanPlan;
 use crate::query::plan_query;
 use crate::rel::{Rel, SetKind};
 use crate::txn::TxnClient;
-use meridian_types::keys::KeyReader;
+use meridian_types::keys::{self, KeyReader};
 use sqlparser::ast::Query;
 
 /// Renders a primary-index key as `/Table/<id>/1/<values...>`.
@@ -64,8 +67,65 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// Renders a secondary-index key as `/Table/<id>/<index id>/<values...>` (NULL for NULLs; bytes
+/// that do not decode, such as the end of a span, as hex).
+pub fn pretty_index_key(t: &TableDesc, index: &IndexDesc, key: &[u8]) -> String {
+    let prefix = keys::index_prefix(t.id, index.id);
+    let mut out = format!("/Table/{}/{}", t.id, index.id);
+    if key == keys::prefix_end(&prefix) {
+        return format!("{out}/PrefixEnd");
+    }
+    let Some(mut rest) = key.strip_prefix(prefix.as_slice()) else {
+        return format!("{out}/<{}>", hex(key));
+    };
+    let show = |d: Datum| match d {
+        Datum::Null => "/NULL".to_string(),
+        Datum::String(s) => format!("/{s:?}"),
+        d => format!("/{}", d.to_text()),
+    };
+    for (i, pos) in column_positions(t, index).unwrap_or_default().into_iter().enumerate() {
+        let Some(ty) = t.columns.get(pos).map(|c| c.ty) else { break };
+        if rest.is_empty() {
+            break;
+        }
+        match decode_column(rest, ty, index.unique, index.desc(i)) {
+            Ok((d, used)) => {
+                out.push_str(&show(d));
+                rest = &rest[used.min(rest.len())..];
+            }
+            Err(_) => {
+                // The end of a span is often the key after every key with a value's prefix.
+                let mut before = rest.to_vec();
+                if let Some(last) = before.last_mut().filter(|b| **b > 0) {
+                    *last -= 1;
+                    if let Ok((d, used)) = decode_column(&before, ty, index.unique, index.desc(i))
+                        && used == before.len()
+                    {
+                        return format!("{out}{}/PrefixEnd", show(d));
+                    }
+                }
+                break;
+            }
+        }
+    }
+    if !rest.is_empty() {
+        out.push_str(&format!("/<{}>", hex(rest)));
+    }
+    out
+}
+
 fn scan_text(t: &TableDesc, plan: &ScanPlan) -> String {
     match plan {
+        ScanPlan::Index(p) => {
+            let spans: Vec<String> = p
+                .spans
+                .iter()
+                .map(|(s, e)| format!("[{}, {})", pretty_index_key(t, &p.index, s), pretty_index_key(t, &p.index, e)))
+                .collect();
+            let how = if p.covering { "index-only" } else { "then row lookups" };
+            let limit = p.limit_hint.map(|l| format!(", first {l}")).unwrap_or_default();
+            format!("index scan spans={} ({how}{limit})", spans.join(" "))
+        }
         ScanPlan::Empty => "empty".into(),
         ScanPlan::Point(k) => format!("point get {}", pretty_key(t, k)),
         ScanPlan::Span { start, end } => format!("span scan [{}, {})", pretty_key(t, start), pretty_key(t, end)),
@@ -88,11 +148,12 @@ fn describe_node(rel: &Rel, depth: usize, out: &mut Vec<String>) {
         Rel::Rows { rows, .. } => line(format!("rows ({})", rows.len())),
         Rel::Scan(s) => {
             let f = if s.filter.is_some() { " (filtered)" } else { "" };
+            let via = if let ScanPlan::Index(p) = &s.plan { format!("@{}", p.index.name) } else { String::new() };
             let access = match &s.filter {
                 Some(filter) if filter.has_outer() => crate::subquery::per_row_access(s),
                 _ => scan_text(&s.table, &s.plan),
             };
-            line(format!("scan {}: {access}{f}", s.table.name));
+            line(format!("scan {}{via}: {access}{f}", s.table.name));
         }
         Rel::Filter { input, .. } => {
             line("filter".into());
@@ -172,7 +233,8 @@ fn describe_node(rel: &Rel, depth: usize, out: &mut Vec<String>) {
 }
 
 pub(crate) async fn explain<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, q: &Query) -> Result<QueryResult, SqlError> {
-    let (rel, _) = plan_query(txn, ctx, q, &[]).await?;
+    let (mut rel, _) = plan_query(txn, ctx, q, &[]).await?;
+    crate::index_plan::mark_covering(&mut rel, None);
     let mut lines = Vec::new();
     describe(&rel, 0, &mut lines);
     Ok(QueryResult {

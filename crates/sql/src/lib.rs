@@ -12,8 +12,9 @@
 //! `subquery` plans subqueries (correlated ones are re-run per distinct outer values, cached);
 //! `dml`, `ddl`, `alter`, `show` handle the other statements. See the module docs of [`exec`] for
 //! the exact SQL surface.
-//! Not handled: non-unique secondary indexes, foreign keys, window functions, recursive CTEs,
-//! ROLLBACK and savepoints.
+//! Secondary indexes: entry layout in [`index`], selection in [`index_plan`], reads in
+//! `index_scan`, CREATE/DROP INDEX (online, with backfill) in `index_ddl`, maintenance in `write`.
+//! Not handled: foreign keys, window functions, recursive CTEs, ROLLBACK and savepoints.
 
 pub mod catalog;
 pub mod datum;
@@ -23,6 +24,8 @@ pub mod eval;
 pub mod exec;
 pub mod expr;
 pub mod func;
+pub mod index;
+pub mod index_plan;
 pub mod plan;
 pub mod rel;
 pub mod temporal;
@@ -35,6 +38,8 @@ mod ddl;
 mod dml;
 mod explain;
 mod from;
+mod index_ddl;
+mod index_scan;
 mod join;
 mod parse_cache;
 mod query;

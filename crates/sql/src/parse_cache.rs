@@ -70,10 +70,13 @@ fn insert(g: &mut Generations, sql: &str, p: Arc<Parsed>) {
 
 fn parse_uncached(sql: &str) -> Result<Parsed, SqlError> {
     let (text, upsert) = strip_upsert(sql);
+    // CockroachDB's `t@idx` index names become something sqlparser accepts.
+    let rewritten = crate::index_ddl::rewrite_at_syntax(&text);
+    let text: &str = rewritten.as_deref().unwrap_or(&text);
     let dialect = PostgreSqlDialect {};
     // Tokenized once, with locations, for both the placeholder count and the parser (the same
     // steps as `Parser::parse_sql`, so errors read the same).
-    let tokens = Tokenizer::new(&dialect, &text).tokenize_with_location().map_err(|e| syntax_error(e.into()))?;
+    let tokens = Tokenizer::new(&dialect, text).tokenize_with_location().map_err(|e| syntax_error(e.into()))?;
     let placeholders = tokens
         .iter()
         .filter_map(|t| match &t.token {

@@ -7,9 +7,12 @@
 //! a prefix and/or range is a [`ScanPlan::Span`]; nothing usable is a [`ScanPlan::Full`] table
 //! scan. A comparison with NULL, or an empty range, reads nothing ([`ScanPlan::Empty`]).
 //!
+//! Secondary indexes are considered on top of this plan by [`crate::index_plan`], which reuses
+//! the conjunct helpers here.
+//!
 //! Invariant: the plan is a superset of the matching rows; callers still apply the whole filter
 //! to every row read, so planning can only narrow reads, never change results.
-//! Not handled: OR/IN lists (full scan), expressions on PK columns, secondary indexes.
+//! Not handled: OR/IN lists on the primary key (full scan), expressions on PK columns.
 
 use crate::catalog::TableDesc;
 use crate::datum::Datum;
@@ -29,9 +32,11 @@ pub enum ScanPlan {
     Span { start: Vec<u8>, end: Vec<u8> },
     /// Every row of the table: [start, end).
     Full { start: Vec<u8>, end: Vec<u8> },
+    /// Through a secondary index ([`crate::index_plan`]).
+    Index(Box<crate::index_plan::IndexPlan>),
 }
 
-fn conjuncts<'a>(s: &'a Scalar, out: &mut Vec<&'a Scalar>) {
+pub(crate) fn conjuncts<'a>(s: &'a Scalar, out: &mut Vec<&'a Scalar>) {
     match s {
         Scalar::Bin(BinOp::And, l, r) => {
             conjuncts(l, out);
@@ -42,7 +47,7 @@ fn conjuncts<'a>(s: &'a Scalar, out: &mut Vec<&'a Scalar>) {
 }
 
 /// `col op lit` as seen from the column's side.
-fn col_cmp(s: &Scalar, col: usize) -> Option<(BinOp, &Datum)> {
+pub(crate) fn col_cmp(s: &Scalar, col: usize) -> Option<(BinOp, &Datum)> {
     let Scalar::Bin(op, l, r) = s else {
         return None;
     };
@@ -61,10 +66,10 @@ fn col_cmp(s: &Scalar, col: usize) -> Option<(BinOp, &Datum)> {
     }
 }
 
-type Bound = Option<(Datum, bool)>;
+pub(crate) type Bound = Option<(Datum, bool)>;
 
 /// Keeps the tighter of two bounds (`lower` selects which direction is tighter).
-fn tighten(cur: Bound, new: (Datum, bool), lower: bool) -> Bound {
+pub(crate) fn tighten(cur: Bound, new: (Datum, bool), lower: bool) -> Bound {
     match cur {
         None => Some(new),
         Some(c) => match new.0.compare(&c.0) {

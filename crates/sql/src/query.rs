@@ -406,6 +406,7 @@ async fn plan_select<T: TxnClient>(
     } else if sort.is_empty() {
         rel = Rel::Project { input: Box::new(rel), exprs: proj.into_iter().map(|(_, s)| s).collect() };
     } else {
+        let ordered = !grouped && crate::index_plan::order_by_index(&mut rel, &sort, limit.map(|l| l.saturating_add(offset)))?;
         // Project the sort keys as hidden trailing columns, sort, then drop them. A select list
         // with correlated subqueries is computed after LIMIT instead (over the sorted input
         // rows), so they run only for the rows returned, as in PostgreSQL.
@@ -417,7 +418,9 @@ async fn plan_select<T: TxnClient>(
             exprs.push(std::mem::replace(&mut k.expr, Scalar::Col(base + i)));
         }
         rel = Rel::Project { input: Box::new(rel), exprs };
-        rel = Rel::Sort { input: Box::new(rel), keys: sort, out: None };
+        if !ordered {
+            rel = Rel::Sort { input: Box::new(rel), keys: sort, out: None };
+        }
         if limit.is_some() || offset > 0 {
             rel = Rel::Limit { input: Box::new(rel), limit, offset, seen: 0 };
         }
@@ -434,6 +437,7 @@ async fn plan_select<T: TxnClient>(
 /// Runs a query and returns its rows as JSON, bounded by the statement's budget.
 pub(crate) async fn select<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, q: &Query) -> Result<QueryResult, SqlError> {
     let (mut rel, scope) = plan_query(txn, ctx, q, &[]).await?;
+    crate::index_plan::mark_covering(&mut rel, None);
     let mut rows = Vec::new();
     let mut meter = Meter::default();
     while let Some(batch) = rel.next(txn, &ctx.budget).await? {

@@ -11,7 +11,7 @@
 //! expressions have had their subqueries substituted, and operators that may hold correlated
 //! subqueries (Values, Filter, Project, Sort, aggregation) evaluate through
 //! `subquery::eval_row`.
-//! Not handled: spilling to disk, parallel execution, index-only scans.
+//! Not handled: spilling to disk, parallel execution.
 
 use crate::aggregate::AggNode;
 use crate::catalog::TableDesc;
@@ -103,7 +103,7 @@ pub fn cmp_keys(keys: &[SortKey], a: &[Datum], b: &[Datum]) -> Ordering {
     Ordering::Equal
 }
 
-/// A read of one table through its primary index.
+/// A read of one table through its primary index or a secondary index.
 #[derive(Clone, Debug)]
 pub struct ScanNode {
     pub table: TableDesc,
@@ -122,7 +122,7 @@ impl ScanNode {
 
     /// Plans the span from the filter (call once the filter is final).
     pub fn finalize(&mut self) -> Result<(), SqlError> {
-        self.plan = crate::plan::plan_scan(&self.table, self.filter.as_ref())?;
+        self.plan = crate::index_plan::plan_table_scan(&self.table, self.filter.as_ref())?;
         Ok(())
     }
 
@@ -132,6 +132,7 @@ impl ScanNode {
             return Ok(None);
         }
         let kvs = match &self.plan {
+            ScanPlan::Index(p) => return crate::index_scan::next_page(txn, &self.table, p, &mut self.resume, &mut self.done).await,
             ScanPlan::Empty => Vec::new(),
             ScanPlan::Point(k) => match txn.get(k).await? {
                 Some(v) => vec![(k.clone(), v)],

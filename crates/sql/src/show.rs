@@ -1,8 +1,10 @@
 //! SHOW COLUMNS FROM t and SHOW CREATE TABLE t, rendered from the table descriptor.
 //!
 //! Invariants: SHOW CREATE TABLE output re-parses to an equivalent table (columns with types,
-//! NULL/NOT NULL, defaults, primary key, unique and check constraints).
-//! Not handled: SHOW INDEXES, SHOW CONSTRAINTS, comments.
+//! NULL/NOT NULL, defaults, primary key, unique and check constraints), followed by one
+//! `;\nCREATE [UNIQUE] INDEX ...` statement per index made by CREATE INDEX.
+//! SHOW INDEXES lives with the other index statements in `index_ddl`.
+//! Not handled: SHOW CONSTRAINTS, comments.
 
 use crate::catalog::TableDesc;
 use crate::error::SqlError;
@@ -52,14 +54,26 @@ pub fn create_statement(t: &TableDesc) -> String {
     let names = |ids: &mut dyn Iterator<Item = Option<&str>>| ids.map(|n| n.unwrap_or("?").to_string()).collect::<Vec<_>>().join(", ");
     let pk = names(&mut t.primary_key.iter().map(|&i| t.columns.get(i).map(|c| c.name.as_str())));
     lines.push(format!("\tCONSTRAINT {} PRIMARY KEY ({pk})", t.pkey_name()));
-    for ix in t.indexes.iter().filter(|i| i.unique) {
-        let cols = names(&mut ix.columns.iter().map(|id| t.column_by_id(*id).and_then(|p| t.columns.get(p)).map(|c| c.name.as_str())));
+    let col_name = |id: &u32| t.column_by_id(*id).and_then(|p| t.columns.get(p)).map(|c| c.name.as_str());
+    for ix in t.indexes.iter().filter(|i| i.unique && !i.standalone && i.is_public()) {
+        let cols = names(&mut ix.columns.iter().map(col_name));
         lines.push(format!("\tCONSTRAINT {} UNIQUE ({cols})", ix.name));
     }
     for ch in &t.checks {
         lines.push(format!("\tCONSTRAINT {} CHECK ({})", ch.name, ch.expr));
     }
-    format!("CREATE TABLE {} (\n{}\n)", t.name, lines.join(",\n"))
+    let mut out = format!("CREATE TABLE {} (\n{}\n)", t.name, lines.join(",\n"));
+    for ix in t.indexes.iter().filter(|i| i.standalone && i.is_public()) {
+        let cols: Vec<String> = ix
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, id)| format!("{}{}", col_name(id).unwrap_or("?"), if ix.desc(i) { " DESC" } else { "" }))
+            .collect();
+        let unique = if ix.unique { "UNIQUE " } else { "" };
+        out.push_str(&format!(";\nCREATE {unique}INDEX {} ON {} ({})", ix.name, t.name, cols.join(", ")));
+    }
+    out
 }
 
 pub(crate) async fn show_create<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, name: &ObjectName) -> Result<QueryResult, SqlError> {

@@ -2,7 +2,8 @@
 //!
 //! Data is a `BTreeMap` written through immediately (no buffering, no rollback, no MVCC);
 //! the catalog is a pair of maps. It counts `get`, `scan` and `prefetch` calls so tests can
-//! assert how a statement was planned. Not for production use.
+//! assert how a statement was planned, and records schema-change steps (chunk commits,
+//! propagation waits, with the descriptors at each wait). Not for production use.
 
 use crate::catalog::{DatabaseDesc, TableDesc};
 use crate::error::SqlError;
@@ -25,6 +26,13 @@ pub struct MemTxn {
     /// `prefetch` calls and the keys they named (nothing is read ahead: reads are in memory).
     pub prefetches: usize,
     pub prefetched_keys: usize,
+    /// Number of `commit_and_begin` calls (chunks committed by schema changes).
+    pub commits: usize,
+    /// Number of `wait_for_schema_propagation` calls.
+    pub schema_waits: usize,
+    /// Table descriptors as they were at each `wait_for_schema_propagation`, so tests can see
+    /// the states a schema change stepped through.
+    pub schema_history: Vec<TableDesc>,
 }
 
 impl MemTxn {
@@ -164,5 +172,16 @@ impl TxnClient for MemTxn {
 
     fn delete(&mut self, key: Vec<u8>) {
         self.data.remove(&key);
+    }
+
+    async fn commit_and_begin(&mut self) -> Result<(), SqlError> {
+        self.commits += 1;
+        Ok(())
+    }
+
+    async fn wait_for_schema_propagation(&mut self) -> Result<(), SqlError> {
+        self.schema_waits += 1;
+        self.schema_history.extend(self.tables.values().cloned());
+        Ok(())
     }
 }

@@ -3,6 +3,9 @@
 //!
 //! Invariants: catalog calls take effect immediately (outside the data transaction); data reads
 //! see the transaction's own earlier buffered writes. The trait is used generically, never as dyn.
+//! Schema changes that touch data (CREATE/DROP INDEX) commit in chunks through
+//! [`TxnClient::commit_and_begin`] and step descriptor versions apart with
+//! [`TxnClient::wait_for_schema_propagation`].
 
 use crate::catalog::{DatabaseDesc, TableDesc};
 use crate::error::SqlError;
@@ -59,4 +62,26 @@ pub trait TxnClient: Send {
             Ok(())
         }
     }
+    /// Reads several keys (results in the same order); implementations batch them (the node
+    /// sends one request per range).
+    fn get_many(&mut self, keys: &[Vec<u8>]) -> impl Future<Output = Result<Vec<Option<Vec<u8>>>, SqlError>> + Send {
+        async move {
+            let mut out = Vec::with_capacity(keys.len());
+            for k in keys {
+                out.push(self.get(k).await?);
+            }
+            Ok(out)
+        }
+    }
+    // --- schema changes ---
+    /// Commits the data writes buffered so far as one transaction and continues in a new one
+    /// (fresh read timestamp, nothing read or written yet). Schema changes use it to backfill
+    /// and clean up in chunks. On error (e.g. a retryable conflict) nothing of the buffered
+    /// writes was applied and the new transaction has begun all the same.
+    fn commit_and_begin(&mut self) -> impl Future<Output = Result<(), SqlError>> + Send;
+    /// Returns once no transaction anywhere can still commit (or finish reading) with a table
+    /// descriptor older than the ones stored now: every gateway's cached copy has expired and
+    /// transactions that used an older one are refused at commit. Called by schema changes
+    /// between descriptor versions, so at most two adjacent versions are ever in use.
+    fn wait_for_schema_propagation(&mut self) -> impl Future<Output = Result<(), SqlError>> + Send;
 }

@@ -1,19 +1,23 @@
 //! Row writes for one table, shared by INSERT, UPSERT, UPDATE and DELETE: defaults (including
 //! `unique_rowid()` for SERIAL), type coercion, NOT NULL (23502), CHECK constraints (23514),
-//! primary-key and UNIQUE conflicts (23505), and maintenance of unique index entries.
+//! primary-key and UNIQUE conflicts (23505), and maintenance of every index's entries.
 //!
-//! Invariants: a row's index entries are written and deleted together with the row; an entry
-//! exists iff all its indexed values are non-NULL; uniqueness is checked with `txn.get` against
-//! storage (which sees the statement's own earlier writes).
-//! Not handled: deferred constraints, foreign keys, non-unique indexes.
+//! Invariants: a row's index entries (laid out by [`crate::index::entry`]) are written and
+//! deleted in the same transaction as the row, following each index's state: `DeleteOnly`
+//! indexes only lose entries, `WriteOnly` and `Public` ones are fully maintained and their
+//! uniqueness checked. An update rewrites an entry only when its indexed values change.
+//! Uniqueness is checked with `txn.get` against storage (which sees the statement's own earlier
+//! writes); a conflict is 23505 `duplicate key value violates unique constraint "<name>"`.
+//! Not handled: deferred constraints, foreign keys.
 
-use crate::catalog::TableDesc;
+use crate::catalog::{IndexDesc, TableDesc};
 use crate::datum::Datum;
-use crate::encoding::{encode_row, index_key, row_key, rows_prefix};
+use crate::encoding::{encode_row, row_key, rows_prefix};
 use crate::error::{SqlError, codes};
 use crate::eval::{eval, truth};
 use crate::exec::Ctx;
 use crate::expr::{Compiler, Scalar};
+use crate::index;
 use crate::rel::bind_rowids;
 use crate::txn::TxnClient;
 use sqlparser::dialect::PostgreSqlDialect;
@@ -99,8 +103,26 @@ impl Writer {
         if own != Some(key.as_slice()) && txn.get(&key).await?.is_some() {
             return Ok(Some((self.table.pkey_name(), key)));
         }
-        for idx in self.table.indexes.iter().filter(|i| i.unique) {
-            let Some(ik) = index_key(&self.table, idx, row)? else { continue };
+        self.unique_conflict(txn, row, own, None).await
+    }
+
+    /// The first unique index (writable, and among those whose entry differs between `old` and
+    /// `row` when `old` is given) holding an entry for `row`'s values that belongs to another row.
+    async fn unique_conflict<T: TxnClient>(
+        &self,
+        txn: &mut T,
+        row: &[Datum],
+        own: Option<&[u8]>,
+        old: Option<&[Datum]>,
+    ) -> Result<Option<(String, Vec<u8>)>, SqlError> {
+        let key = row_key(&self.table, row)?;
+        for idx in self.table.indexes.iter().filter(|i| i.unique && i.writable()) {
+            let Some((ik, _)) = index::entry(&self.table, idx, row)? else { continue };
+            if let Some(old) = old
+                && index::entry(&self.table, idx, old)?.is_some_and(|(k, _)| k == ik)
+            {
+                continue;
+            }
             if let Some(pk_suffix) = txn.get(&ik).await? {
                 let mut existing = rows_prefix(&self.table);
                 existing.extend_from_slice(&pk_suffix);
@@ -121,63 +143,75 @@ impl Writer {
     /// the storage layer may evaluate at commit instead of with a read round trip first.
     pub async fn insert<T: TxnClient>(&self, txn: &mut T, row: &[Datum]) -> Result<(), SqlError> {
         self.validate(row)?;
-        let key = row_key(&self.table, row)?;
-        for idx in self.table.indexes.iter().filter(|i| i.unique) {
-            let Some(ik) = index_key(&self.table, idx, row)? else { continue };
-            if let Some(pk_suffix) = txn.get(&ik).await? {
-                let mut existing = rows_prefix(&self.table);
-                existing.extend_from_slice(&pk_suffix);
-                if existing != key {
-                    return Err(Self::duplicate(&idx.name));
-                }
-            }
+        if let Some((name, _)) = self.unique_conflict(txn, row, None, None).await? {
+            return Err(Self::duplicate(&name));
         }
-        self.put_index_entries(txn, &key, row)?;
-        txn.put_absent(key, encode_row(&self.table, row), Self::duplicate(&self.table.pkey_name())).await
+        self.put_index_entries(txn, row)?;
+        txn.put_absent(row_key(&self.table, row)?, encode_row(&self.table, row), Self::duplicate(&self.table.pkey_name())).await
     }
 
-    /// Writes `row` and its index entries without any check (the caller did them, or an
-    /// UPSERT on a table without indexes overwrites whatever is there).
+    /// Writes `row` and its index entries without any check (an UPSERT of every column of a
+    /// table without indexes overwrites whatever is there).
     pub(crate) fn put<T: TxnClient>(&self, txn: &mut T, row: &[Datum]) -> Result<(), SqlError> {
-        let key = row_key(&self.table, row)?;
-        self.put_index_entries(txn, &key, row)?;
-        txn.put(key, encode_row(&self.table, row));
+        self.put_index_entries(txn, row)?;
+        txn.put(row_key(&self.table, row)?, encode_row(&self.table, row));
         Ok(())
     }
 
-    fn put_index_entries<T: TxnClient>(&self, txn: &mut T, key: &[u8], row: &[Datum]) -> Result<(), SqlError> {
-        let prefix_len = rows_prefix(&self.table).len();
-        for idx in self.table.indexes.iter().filter(|i| i.unique) {
-            if let Some(ik) = index_key(&self.table, idx, row)? {
-                txn.put(ik, key.get(prefix_len..).unwrap_or_default().to_vec());
+    fn put_index_entries<T: TxnClient>(&self, txn: &mut T, row: &[Datum]) -> Result<(), SqlError> {
+        for idx in self.table.indexes.iter().filter(|i| i.writable()) {
+            if let Some((k, v)) = index::entry(&self.table, idx, row)? {
+                txn.put(k, v);
             }
         }
+        Ok(())
+    }
+
+    /// Deletes the entry `key` of `idx` written for the row whose primary-key suffix is `pk`.
+    /// Once an index is public its unique entries belong to their rows; before that (during the
+    /// backfill) two rows may share values, so the entry is deleted only if it is this row's.
+    async fn delete_entry<T: TxnClient>(&self, txn: &mut T, idx: &IndexDesc, key: Vec<u8>, pk: &[u8]) -> Result<(), SqlError> {
+        if idx.unique && !idx.is_public() && txn.get(&key).await?.is_some_and(|v| v != pk) {
+            return Ok(());
+        }
+        txn.delete(key);
         Ok(())
     }
 
     /// Deletes a stored row and its index entries.
-    pub fn delete<T: TxnClient>(&self, txn: &mut T, row: &[Datum]) -> Result<(), SqlError> {
-        for idx in self.table.indexes.iter().filter(|i| i.unique) {
-            if let Some(ik) = index_key(&self.table, idx, row)? {
-                txn.delete(ik);
+    pub async fn delete<T: TxnClient>(&self, txn: &mut T, row: &[Datum]) -> Result<(), SqlError> {
+        let pk = index::pk_suffix(&self.table, row)?;
+        for idx in &self.table.indexes {
+            if let Some((k, _)) = index::entry(&self.table, idx, row)? {
+                self.delete_entry(txn, idx, k, &pk).await?;
             }
         }
         txn.delete(row_key(&self.table, row)?);
         Ok(())
     }
 
-    /// Replaces `old` by `new` in place (same primary key), checking constraints.
+    /// Replaces `old` by `new` in place (same primary key), checking constraints. Index entries
+    /// are rewritten only where the indexed values changed.
     pub async fn update_in_place<T: TxnClient>(&self, txn: &mut T, old: &[Datum], new: &[Datum]) -> Result<(), SqlError> {
         self.validate(new)?;
         let key = row_key(&self.table, old)?;
-        if let Some((name, _)) = self.find_conflict(txn, new, Some(&key)).await? {
+        if let Some((name, _)) = self.unique_conflict(txn, new, Some(&key), Some(old)).await? {
             return Err(Self::duplicate(&name));
         }
-        for idx in self.table.indexes.iter().filter(|i| i.unique) {
-            if let Some(ik) = index_key(&self.table, idx, old)? {
-                txn.delete(ik);
+        let pk = index::pk_suffix(&self.table, old)?;
+        for idx in &self.table.indexes {
+            let (before, after) = (index::entry(&self.table, idx, old)?, index::entry(&self.table, idx, new)?);
+            if before == after {
+                continue;
+            }
+            if let Some((k, _)) = before {
+                self.delete_entry(txn, idx, k, &pk).await?;
+            }
+            if let Some((k, v)) = after.filter(|_| idx.writable()) {
+                txn.put(k, v);
             }
         }
-        self.put(txn, new)
+        txn.put(key, encode_row(&self.table, new));
+        Ok(())
     }
 }

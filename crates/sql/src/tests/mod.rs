@@ -2,6 +2,7 @@
 //! rows and SQLSTATE codes out.
 
 mod exprs;
+mod indexes;
 mod plans;
 mod queries;
 mod subqueries;
