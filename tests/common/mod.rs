@@ -204,6 +204,10 @@ impl Cluster {
     pub fn dump_logs(&self) {
         for (i, n) in self.nodes.iter().enumerate() {
             let log = std::fs::read_to_string(&n.log).unwrap_or_default();
+            // A panic's message is what matters most, wherever it is in the log.
+            for l in log.lines().filter(|l| l.contains("panicked at")).take(3) {
+                eprintln!("node {} PANIC: {l}", i + 1);
+            }
             let tail: Vec<&str> = log.lines().rev().take(40).collect();
             eprintln!("---- node {} log (last 40 lines) ----", i + 1);
             for l in tail.iter().rev() {

@@ -3,12 +3,11 @@
 //! Reads go to leaseholders at one timestamp: the first read lets its leaseholder choose
 //! (its clock after the read barrier), later reads use the same timestamp with an uncertainty
 //! window of the maximum clock offset. Writes are buffered and overlaid on later reads of the
-//! same transaction. `commit` sends the buffer with every span read to the one range written,
-//! whose replicas validate the reads at apply time (see `meridian_range`).
-//!
-//! Until distributed transactions exist, a transaction that writes more than one range, or that
-//! writes one range and read another, is refused (0A000): it could not be made atomic and
-//! serializable, and Meridian never runs it partially.
+//! same transaction. When everything read and written lies in one range, `commit` sends the
+//! buffer with every span read to that range, whose replicas validate the reads at apply time
+//! (see `meridian_range`): one Raft proposal. Otherwise it commits in two phases across the
+//! ranges (`dist_txn`). A read that meets another transaction's intent settles it first
+//! (`dist_txn::push`) and reads again.
 //!
 //! Catalog operations (CREATE/DROP DATABASE/TABLE) are not part of the data transaction: each
 //! runs as its own transaction on the system range and takes effect immediately.

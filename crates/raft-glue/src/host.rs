@@ -136,6 +136,10 @@ impl RaftHost {
             max_in_snapshot_log_to_keep: self.timings.snapshot_logs / 5,
             purge_batch_size: 1,
             enable_pre_vote: Some(true),
+            // A replica whose store was wiped comes back with an empty log under its old id; the
+            // leader must accept that its log went backwards and send a snapshot (openraft
+            // otherwise asserts, in debug builds, that follower logs never revert).
+            allow_log_reversion: Some(true),
             ..Default::default()
         };
         let config = Arc::new(config.validate().map_err(|e| std::io::Error::other(e.to_string()))?);

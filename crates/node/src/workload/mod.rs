@@ -78,6 +78,10 @@ pub struct KvArgs {
     /// Rows written per statement.
     #[arg(long, default_value_t = 1)]
     batch: usize,
+    /// Meridian only: write the same rows into this many tables (`kv`, `kv_1`, ...: one range
+    /// each) in one request, so every write is a transaction over that many ranges.
+    #[arg(long, default_value_t = 1)]
+    tables: usize,
 }
 
 #[derive(clap::Args, Clone)]
@@ -118,14 +122,14 @@ struct Shared {
 }
 
 enum Workload {
-    Kv { read_percent: u8, keys: u64, dist: Distribution, zipf: Option<zipf::Zipf>, value: String, batch: usize },
+    Kv { read_percent: u8, keys: u64, dist: Distribution, zipf: Option<zipf::Zipf>, value: String, batch: usize, tables: usize },
     Bank { accounts: i64, max_transfer: i64, tables: i64 },
 }
 
 impl Workload {
     async fn step(&self, conn: &mut Conn, rng: &mut StdRng, shared: &Shared) -> (&'static str, OpResult) {
         match self {
-            Workload::Kv { read_percent, keys, dist, zipf, value, batch } => {
+            Workload::Kv { read_percent, keys, dist, zipf, value, batch, tables } => {
                 let pick = |rng: &mut StdRng| match (dist, zipf) {
                     (Distribution::Zipfian, Some(z)) => z.sample(rng) as i64,
                     _ => rng.random_range(0..(*keys).max(1)) as i64,
@@ -143,7 +147,7 @@ impl Workload {
                         ks
                     }
                 };
-                ("write", conn.write(&ks, value, *dist == Distribution::Sequential).await)
+                ("write", conn.write(&ks, value, *dist == Distribution::Sequential, *tables).await)
             }
             Workload::Bank { accounts, max_transfer, tables } => {
                 let from = rng.random_range(0..*accounts);
@@ -181,7 +185,10 @@ pub async fn run_kv(a: KvArgs) -> Result<(), String> {
         return Err("need --read-percent <= 100, --batch >= 1, --keys >= 1".into());
     }
     let mut setup = Conn::open(a.common.target, &a.common.url[0], Duration::from_secs(60)).await?;
-    setup.setup_kv().await?;
+    if a.tables < 1 || (a.tables > 1 && !matches!(a.common.target, Kind::Meridian)) {
+        return Err("--tables must be >= 1, and above 1 only with --target meridian".into());
+    }
+    setup.setup_kv(a.tables).await?;
     let value = "x".repeat(a.value_bytes);
     if a.read_percent > 0 {
         let mut k = 0i64;
@@ -194,7 +201,8 @@ pub async fn run_kv(a: KvArgs) -> Result<(), String> {
     }
     let conns = connect_all(&a.common).await?;
     let zipf = (a.distribution == Distribution::Zipfian).then(|| zipf::Zipf::new(a.keys, 0.99));
-    let w = Workload::Kv { read_percent: a.read_percent, keys: a.keys, dist: a.distribution, zipf, value, batch: a.batch };
+    let w =
+        Workload::Kv { read_percent: a.read_percent, keys: a.keys, dist: a.distribution, zipf, value, batch: a.batch, tables: a.tables };
     // Sequential writes start above the preloaded keys, at a random offset so reruns do not collide.
     let start_key = a.keys as i64 + (rand::random::<u32>() as i64) * 1_000_000;
     let summary = drive(&a.common, conns, Arc::new(w), start_key, "kv").await?;

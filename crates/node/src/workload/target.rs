@@ -97,12 +97,16 @@ impl Conn {
         }
     }
 
-    /// Creates what the kv workload needs (idempotent).
-    pub async fn setup_kv(&mut self) -> OpResult {
+    /// Creates what the kv workload needs (idempotent): `tables` tables for Meridian.
+    pub async fn setup_kv(&mut self, tables: usize) -> OpResult {
         match self {
             Conn::Meridian { .. } => {
                 self.sql(&[("CREATE DATABASE IF NOT EXISTS bench", json!([]))]).await?;
-                self.sql(&[("CREATE TABLE IF NOT EXISTS kv (k INT8 PRIMARY KEY, v STRING NOT NULL)", json!([]))]).await.map(|_| ())
+                for t in 0..tables {
+                    let ddl = format!("CREATE TABLE IF NOT EXISTS {} (k INT8 PRIMARY KEY, v STRING NOT NULL)", kv_table(t));
+                    self.sql(&[(&ddl, json!([]))]).await?;
+                }
+                Ok(())
             }
             Conn::Postgres { client, .. } => {
                 client.batch_execute("CREATE TABLE IF NOT EXISTS kv (k BIGINT PRIMARY KEY, v TEXT NOT NULL)").await.map_err(pg_err)
@@ -125,20 +129,24 @@ impl Conn {
 
     /// Writes `keys` (one statement / request / transaction). `insert_only`: the keys are new,
     /// so SQL systems use a plain INSERT; otherwise an upsert.
-    pub async fn write(&self, keys: &[i64], value: &str, insert_only: bool) -> OpResult {
+    pub async fn write(&self, keys: &[i64], value: &str, insert_only: bool, tables: usize) -> OpResult {
         match self {
             Conn::Meridian { .. } => {
-                let mut sql = String::from(if insert_only { "INSERT INTO kv VALUES " } else { "UPSERT INTO kv VALUES " });
+                let mut values = String::new();
                 let mut args = Vec::with_capacity(keys.len() * 2);
                 for (i, k) in keys.iter().enumerate() {
                     if i > 0 {
-                        sql.push(',');
+                        values.push(',');
                     }
-                    sql.push_str(&format!("(${}, ${})", 2 * i + 1, 2 * i + 2));
+                    values.push_str(&format!("(${}, ${})", 2 * i + 1, 2 * i + 2));
                     args.push(json!(k));
                     args.push(json!(value));
                 }
-                self.sql(&[(&sql, Value::Array(args))]).await.map(|_| ())
+                let verb = if insert_only { "INSERT" } else { "UPSERT" };
+                let stmts: Vec<(String, Value)> =
+                    (0..tables).map(|t| (format!("{verb} INTO {} VALUES {values}", kv_table(t)), Value::Array(args.clone()))).collect();
+                let refs: Vec<(&str, Value)> = stmts.iter().map(|(s, a)| (s.as_str(), a.clone())).collect();
+                self.sql(&refs).await.map(|_| ())
             }
             Conn::Etcd { client, url } => {
                 let (path, body) = if keys.len() == 1 {
@@ -245,6 +253,11 @@ impl Conn {
         }
         Ok(())
     }
+}
+
+/// The `t`-th table of the kv workload.
+fn kv_table(t: usize) -> String {
+    if t == 0 { "kv".into() } else { format!("kv_{t}") }
 }
 
 /// The table holding bank account `id` when accounts are spread over `tables` tables.
