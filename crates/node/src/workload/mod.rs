@@ -195,7 +195,7 @@ pub async fn run_kv(a: KvArgs) -> Result<(), String> {
         while (k as u64) < a.keys {
             // 100 per batch: etcd refuses transactions of more than 128 operations by default.
             let ks: Vec<i64> = (k..(k + 100).min(a.keys as i64)).collect();
-            setup.write(&ks, &value, false).await.map_err(|e| format!("loading keys: {e}"))?;
+            setup.write(&ks, &value, false, a.tables).await.map_err(|e| format!("loading keys: {e}"))?;
             k += 100;
         }
     }
