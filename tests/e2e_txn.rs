@@ -242,3 +242,48 @@ async fn bank_over_two_ranges_keeps_its_total_with_and_without_a_sigkill() {
     let s: Value = serde_json::from_str(stdout.lines().last().unwrap_or("null")).unwrap();
     assert_eq!(s["check"]["ok"], true, "{s}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_inserts_of_one_unique_value_in_multi_range_transactions_one_wins() {
+    let _g = serial().await;
+    let c = Arc::new(Cluster::start(3, &[]).await);
+    c.must(0, "", "CREATE DATABASE t").await;
+    c.must(0, "t", "CREATE TABLE users (id INT PRIMARY KEY, email STRING NOT NULL)").await;
+    c.must(0, "t", "CREATE UNIQUE INDEX users_email ON users (email)").await;
+    c.must(0, "t", "CREATE TABLE audit (id INT PRIMARY KEY, what STRING)").await;
+    for round in 0..5 {
+        let email = format!("same{round}@example.com");
+        let results = Arc::new(std::sync::Mutex::new(Vec::new()));
+        concurrently(8, |i| {
+            let (c, results, email) = (c.clone(), results.clone(), email.clone());
+            async move {
+                let id = (round * 100 + i) as i64;
+                // Each request writes two ranges: the user (and its index entry) and an audit row.
+                let r = c
+                    .sql(
+                        i % 3,
+                        "t",
+                        &[
+                            ("INSERT INTO users VALUES ($1, $2)", json!([id, email])),
+                            ("INSERT INTO audit VALUES ($1, 'signup')", json!([id])),
+                        ],
+                    )
+                    .await;
+                results.lock().unwrap().push(r);
+            }
+        })
+        .await;
+        let results = results.lock().unwrap();
+        let won = results.iter().filter(|(st, _)| *st == 200).count();
+        for (st, body) in results.iter().filter(|(st, _)| *st != 200) {
+            assert!(body["error"]["code"] == "23505" || body["error"]["code"] == "40001", "round {round}: {st} {body}");
+        }
+        assert_eq!(won, 1, "round {round}: exactly one insert of {email} wins: {results:?}");
+        let n = int(&c.must(1, "t", &format!("SELECT count(*) FROM users WHERE email = '{email}'")).await);
+        assert_eq!(n, 1, "round {round}");
+        // The winner's audit row committed with it; no loser's did.
+        let audits =
+            int(&c.must(2, "t", &format!("SELECT count(*) FROM audit WHERE id >= {} AND id < {}", round * 100, round * 100 + 100)).await);
+        assert_eq!(audits, 1, "round {round}");
+    }
+}
