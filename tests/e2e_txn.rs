@@ -273,7 +273,7 @@ async fn concurrent_inserts_of_one_unique_value_in_multi_range_transactions_one_
             }
         })
         .await;
-        let results = results.lock().unwrap();
+        let results = results.lock().unwrap().clone();
         let won = results.iter().filter(|(st, _)| *st == 200).count();
         for (st, body) in results.iter().filter(|(st, _)| *st != 200) {
             assert!(body["error"]["code"] == "23505" || body["error"]["code"] == "40001", "round {round}: {st} {body}");

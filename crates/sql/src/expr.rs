@@ -353,25 +353,23 @@ impl<'a> Compiler<'a> {
                 }
             }
             Expr::BinaryOp { left, op, right } => {
-                let op = match op {
-                    BinaryOperator::Plus => BinOp::Add,
-                    BinaryOperator::Minus => BinOp::Sub,
-                    BinaryOperator::Multiply => BinOp::Mul,
-                    BinaryOperator::Divide => BinOp::Div,
-                    BinaryOperator::Modulo => BinOp::Mod,
-                    BinaryOperator::PGExp => BinOp::Pow,
-                    BinaryOperator::StringConcat => BinOp::Concat,
-                    BinaryOperator::Eq => BinOp::Eq,
-                    BinaryOperator::NotEq => BinOp::NotEq,
-                    BinaryOperator::Lt => BinOp::Lt,
-                    BinaryOperator::LtEq => BinOp::LtEq,
-                    BinaryOperator::Gt => BinOp::Gt,
-                    BinaryOperator::GtEq => BinOp::GtEq,
-                    BinaryOperator::And => BinOp::And,
-                    BinaryOperator::Or => BinOp::Or,
-                    BinaryOperator::Arrow => BinOp::JsonGet,
-                    BinaryOperator::LongArrow => BinOp::JsonGetText,
-                    other => return Err(unsupported(format!("operator {other}"))),
+                let op = if let Some(cmp) = comparison(op) {
+                    cmp
+                } else {
+                    match op {
+                        BinaryOperator::Plus => BinOp::Add,
+                        BinaryOperator::Minus => BinOp::Sub,
+                        BinaryOperator::Multiply => BinOp::Mul,
+                        BinaryOperator::Divide => BinOp::Div,
+                        BinaryOperator::Modulo => BinOp::Mod,
+                        BinaryOperator::PGExp => BinOp::Pow,
+                        BinaryOperator::StringConcat => BinOp::Concat,
+                        BinaryOperator::And => BinOp::And,
+                        BinaryOperator::Or => BinOp::Or,
+                        BinaryOperator::Arrow => BinOp::JsonGet,
+                        BinaryOperator::LongArrow => BinOp::JsonGetText,
+                        other => return Err(unsupported(format!("operator {other}"))),
+                    }
                 };
                 let mut l = self.compile(left)?;
                 let mut r = self.compile(right)?;
@@ -542,14 +540,9 @@ impl<'a> Compiler<'a> {
 
     /// `x op ANY|ALL (subquery)`.
     fn quantified(&mut self, left: &Expr, op: &BinaryOperator, right: &Expr, all: bool) -> Result<Scalar, SqlError> {
-        let op = match op {
-            BinaryOperator::Eq => BinOp::Eq,
-            BinaryOperator::NotEq => BinOp::NotEq,
-            BinaryOperator::Lt => BinOp::Lt,
-            BinaryOperator::LtEq => BinOp::LtEq,
-            BinaryOperator::Gt => BinOp::Gt,
-            BinaryOperator::GtEq => BinOp::GtEq,
-            other => return Err(unsupported(format!("operator {other} with ANY/ALL"))),
+        let op = match comparison(op) {
+            Some(op) => op,
+            None => return Err(unsupported(format!("operator {op} with ANY/ALL"))),
         };
         let Expr::Subquery(q) = right else {
             return Err(unsupported("ANY/ALL over an array (only subqueries)"));
@@ -736,4 +729,17 @@ pub fn coerce_lit(s: &mut Scalar, to: Option<SqlType>) -> Result<(), SqlError> {
         *s = Scalar::Lit(new);
     }
     Ok(())
+}
+
+/// The comparison operator `op` is, if it is one (`=`, `<>`, `<`, `<=`, `>`, `>=`).
+fn comparison(op: &BinaryOperator) -> Option<BinOp> {
+    Some(match op {
+        BinaryOperator::Eq => BinOp::Eq,
+        BinaryOperator::NotEq => BinOp::NotEq,
+        BinaryOperator::Lt => BinOp::Lt,
+        BinaryOperator::LtEq => BinOp::LtEq,
+        BinaryOperator::Gt => BinOp::Gt,
+        BinaryOperator::GtEq => BinOp::GtEq,
+        _ => return None,
+    })
 }

@@ -507,47 +507,24 @@ pub(crate) async fn show_variable<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, vari
     let t = load_table(txn, ctx, &name).await?;
     let mut rows: Vec<Vec<Value>> = Vec::new();
     let col_name = |p: usize| t.columns.get(p).map(|c| c.name.clone()).unwrap_or_default();
+    // One row per (index, column): table_name, index_name, non_unique, seq_in_index, column_name,
+    // direction, storing, implicit.
+    let row = |index: &str, non_unique: bool, seq: usize, col: usize, dir: &str, implicit: bool| {
+        vec![json!(t.name), json!(index), json!(non_unique), json!(seq), json!(col_name(col)), json!(dir), json!(false), json!(implicit)]
+    };
     for (i, p) in t.primary_key.iter().enumerate() {
-        rows.push(vec![
-            json!(t.name),
-            json!(t.pkey_name()),
-            json!(false),
-            json!(i + 1),
-            json!(col_name(*p)),
-            json!("ASC"),
-            json!(false),
-            json!(false),
-        ]);
+        rows.push(row(&t.pkey_name(), false, i + 1, *p, "ASC", false));
     }
     for idx in t.indexes.iter().filter(|i| i.is_public()) {
         let cols = column_positions(&t, idx)?;
         let mut seq = 0;
         for (i, p) in cols.iter().enumerate() {
             seq += 1;
-            let dir = if idx.desc(i) { "DESC" } else { "ASC" };
-            rows.push(vec![
-                json!(t.name),
-                json!(idx.name),
-                json!(!idx.unique),
-                json!(seq),
-                json!(col_name(*p)),
-                json!(dir),
-                json!(false),
-                json!(false),
-            ]);
+            rows.push(row(&idx.name, !idx.unique, seq, *p, if idx.desc(i) { "DESC" } else { "ASC" }, false));
         }
         for p in t.primary_key.iter().filter(|p| !cols.contains(p)) {
             seq += 1;
-            rows.push(vec![
-                json!(t.name),
-                json!(idx.name),
-                json!(!idx.unique),
-                json!(seq),
-                json!(col_name(*p)),
-                json!("ASC"),
-                json!(false),
-                json!(true),
-            ]);
+            rows.push(row(&idx.name, !idx.unique, seq, *p, "ASC", true));
         }
     }
     let c = |n: &str, ty: &str| Column { name: n.into(), ty: ty.into() };
