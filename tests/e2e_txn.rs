@@ -187,6 +187,40 @@ async fn a_coordinator_that_dies_after_prepare_leaves_no_lock_behind() {
     assert_eq!(rows(&body)[0], json!([2, 2]));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opposite_order_transactions_over_two_ranges_never_deadlock() {
+    let _g = serial().await;
+    let c = Arc::new(Cluster::start(3, &[]).await);
+    two_tables(&c).await;
+    req(&c, 0, &["INSERT INTO a VALUES (1, 0)", "INSERT INTO b VALUES (1, 0)"]).await;
+    // Half the clients update a then b, half b then a, with a read of the other row first: the
+    // shape that deadlocks with lock-waiting. Every request must finish (200 or 40001) within
+    // its timeout, and the rows must agree on how many committed.
+    let acked = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let started = Instant::now();
+    concurrently(8, |i| {
+        let (c, acked) = (c.clone(), acked.clone());
+        async move {
+            let (x, y) = if i % 2 == 0 { ("a", "b") } else { ("b", "a") };
+            let s1 = format!("UPDATE {x} SET v = v + 1 WHERE k = 1 AND (SELECT v FROM {y} WHERE k = 1) >= 0");
+            let s2 = format!("UPDATE {y} SET v = v + 1 WHERE k = 1");
+            for _ in 0..10 {
+                let body = json!({"database": "t", "timeout": "8s", "statements": [{"sql": s1}, {"sql": s2}]});
+                let (st, body) = c.sql_body(i % 3, body).await;
+                assert!(st == 200 || body["error"]["code"] == "40001", "{st} {body}");
+                if st == 200 {
+                    acked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        }
+    })
+    .await;
+    let acked = acked.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(acked > 0, "nothing committed in {:?}", started.elapsed());
+    let body = c.must(0, "t", "SELECT (SELECT v FROM a WHERE k = 1), (SELECT v FROM b WHERE k = 1)").await;
+    assert_eq!(rows(&body)[0], json!([acked, acked]));
+}
+
 /// Runs `meridian workload bank` against the cluster; returns its JSON summary.
 async fn bank(c: &Cluster, secs: u64) -> Value {
     let urls: Vec<String> = (0..3).filter(|i| c.is_running(*i)).map(|i| format!("http://{}", c.nodes[i].http)).collect();
