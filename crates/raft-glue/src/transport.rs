@@ -3,8 +3,16 @@
 //! the layers above.
 //!
 //! Wire format: `u32 length | postcard(Wire)`. The first frame on a connection is a hello naming
-//! the dialing node. Each side keeps at most one live connection per peer and uses it in both
-//! directions; two simultaneous dials can briefly leave two, which is harmless.
+//! the dialing node and the node it means to reach. Each side keeps at most one live connection
+//! per peer and uses it in both directions; two simultaneous dials can briefly leave two, which
+//! is harmless.
+//!
+//! Invariant: a connection meant for node `n` is accepted only by the process that is node `n`.
+//! A process restarted at the same address on a wiped store has no node id (or, once it joins,
+//! a new one), so it refuses connections meant for its former self: it can never answer Raft
+//! messages as the old node's replicas with an empty log and no vote (which could elect a leader
+//! without committed entries). The old node simply looks dead and its replicas are replaced.
+//! Only calls to an address whose node is unknown (joining, `init`) name no target.
 //!
 //! The read loop never awaits a handler: each incoming request runs in its own task and its
 //! response is queued on the writer, so a slow range cannot stall the others. The writer drains
@@ -67,9 +75,19 @@ const WRITE_QUEUE: usize = 4096;
 
 #[derive(Serialize, Deserialize)]
 enum Wire {
-    Hello { node_id: NodeId },
-    Request { id: u64, frame: Frame },
-    Response { id: u64, body: Vec<u8> },
+    /// `to` is the node the dialer means to reach, 0 when it does not know (join, init).
+    Hello {
+        node_id: NodeId,
+        to: NodeId,
+    },
+    Request {
+        id: u64,
+        frame: Frame,
+    },
+    Response {
+        id: u64,
+        body: Vec<u8>,
+    },
 }
 
 struct Conn {
@@ -165,13 +183,22 @@ impl TcpTransport {
                     let _ = stream.set_nodelay(true);
                     let (mut rd, wr) = stream.into_split();
                     let peer = match tokio::time::timeout(Duration::from_secs(5), read_wire(&mut rd)).await {
-                        Ok(Ok(Wire::Hello { node_id })) => node_id,
+                        Ok(Ok(Wire::Hello { node_id, to })) if me.accepts(to) => node_id,
+                        Ok(Ok(Wire::Hello { node_id, to })) => {
+                            tracing::debug!(from = node_id, to, "refused a connection meant for another node");
+                            return;
+                        }
                         _ => return,
                     };
                     me.attach(peer, rd, wr, true);
                 });
             }
         });
+    }
+
+    /// Whether a connection meant for node `to` may be served here (module docs).
+    fn accepts(&self, to: NodeId) -> bool {
+        to == 0 || to == self.node_id.load(Ordering::SeqCst)
     }
 
     fn attach(
@@ -253,7 +280,7 @@ impl TcpTransport {
             .map_err(|e| NetError::Unreachable(peer, e.to_string()))?;
         let _ = stream.set_nodelay(true);
         let (rd, mut wr) = stream.into_split();
-        let hello = encode_wire(&Wire::Hello { node_id: self.node_id.load(Ordering::SeqCst) });
+        let hello = encode_wire(&Wire::Hello { node_id: self.node_id.load(Ordering::SeqCst), to: peer });
         wr.write_all(&hello).await.map_err(|e| NetError::Unreachable(peer, e.to_string()))?;
         Ok(self.attach(peer, rd, wr, false))
     }
@@ -386,5 +413,54 @@ impl Transport for SimTransport {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Answers every request with the serving node's id.
+    struct WhoAmI(NodeId);
+
+    impl Handler for WhoAmI {
+        fn handle(&self, _from: NodeId, _frame: Frame) -> BoxFuture<'static, Vec<u8>> {
+            let id = self.0;
+            Box::pin(async move { id.to_be_bytes().to_vec() })
+        }
+    }
+
+    async fn node(id: NodeId) -> (Arc<TcpTransport>, String) {
+        let t = TcpTransport::new();
+        t.set_node_id(id);
+        t.set_handler(Arc::new(WhoAmI(id)));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        t.serve(listener);
+        (t, addr)
+    }
+
+    fn frame() -> Frame {
+        Frame { service: Service::Admin, range_id: 0, body: Vec::new() }
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_served_only_by_the_node_it_was_meant_for() {
+        let (a, _) = node(1).await;
+        let (_b, b_addr) = node(2).await;
+        a.set_addr(2, b_addr.clone());
+        let t = Duration::from_secs(2);
+        assert_eq!(a.call(2, frame(), t).await.unwrap(), 2u64.to_be_bytes());
+        // A process at the address of node 3 that is not node 3 (its store was wiped: no id
+        // yet, or a new one) refuses what is meant for node 3.
+        let (wiped, wiped_addr) = node(0).await;
+        a.set_addr(3, wiped_addr.clone());
+        assert!(matches!(a.call(3, frame(), t).await, Err(NetError::Unreachable(3, _))));
+        wiped.set_node_id(4);
+        assert!(matches!(a.call(3, frame(), t).await, Err(NetError::Unreachable(3, _))));
+        // Calls that name no node (join, init) reach whoever is there.
+        assert_eq!(a.call_addr(&wiped_addr, frame(), t).await.unwrap(), 0u64.to_be_bytes());
+        a.set_addr(4, wiped_addr);
+        assert_eq!(a.call(4, frame(), t).await.unwrap(), 0u64.to_be_bytes());
     }
 }
