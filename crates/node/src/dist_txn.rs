@@ -20,11 +20,13 @@
 //! pushing the holder (below), and the HTTP layer retries the whole request with backoff.
 //!
 //! Pushing (what anyone who meets an intent or lock does): read the holder's record on its
-//! anchor. Committed or aborted: resolve the intent met and go on. No record yet: wait for it
-//! while the holder's `expires_ms` has not passed; after that, write an `Aborted` record (the
-//! first record written wins, so a coordinator that commits late learns it was aborted) and
-//! resolve. A coordinator that dies therefore blocks others for at most its expiry, without
-//! heartbeats: a request's whole commit must finish before [`TXN_EXPIRY`].
+//! anchor. Committed or aborted: resolve the intent met and go on. Pending: pause and look again
+//! while the holder is alive, that is until the later of its intents' `expires_ms` (start of the
+//! commit + [`TXN_EXPIRY`]) and its record's heartbeat (a commit running longer than a second
+//! heartbeats its record every second, each beat good for [`TXN_EXPIRY`]); after that, write an
+//! `Aborted` record (the first final record wins, so a coordinator that commits late learns it
+//! was aborted; an abort racing a fresh heartbeat is refused) and resolve. A coordinator that dies
+//! therefore blocks others for at most [`TXN_EXPIRY`] after its last sign of life.
 //!
 //! Not handled: records of transactions aborted by others, and of committed transactions whose
 //! coordinator died before resolving, are never garbage-collected (a few bytes each in the anchor
@@ -66,7 +68,9 @@ pub async fn commit(
     parts: BTreeMap<RangeId, Participant>,
 ) -> Result<Timestamp, KvError> {
     let txn = TxnMeta { id: rand::random::<u128>(), anchor_key: anchor_key.clone(), expires_ms: now_ms() + TXN_EXPIRY.as_millis() as u64 };
-    let deadline = deadline.min(Instant::now() + TXN_EXPIRY);
+    let started = Instant::now();
+    // While the commit runs, a heartbeat keeps the record alive past the intents' expiry.
+    let heartbeat_task = AbortOnDrop(tokio::spawn(heartbeat(node.clone(), anchor_key.clone(), txn.id)));
     let span = tracing::debug_span!("txn", id = %format!("{:032x}", txn.id), ranges = parts.len());
     let _e = span.enter();
     let prepares = parts.iter().map(|(range_id, p)| {
@@ -114,26 +118,33 @@ pub async fn commit(
             let keys = p.writes.iter().map(|w| w.key.clone()).collect();
             aborts.push((p.desc.clone().expect("descriptor"), keys, false));
         }
+        // Stop beating first, so no beat re-creates the record forgotten below.
+        drop(heartbeat_task);
+        if started.elapsed() >= HEARTBEAT_EVERY
+            && let Ok(anchor) = node.router.lookup(&anchor_key, deadline).await
+        {
+            // A heartbeat may have written a pending record: forget it too.
+            aborts.push((anchor, Vec::new(), true));
+        }
         let _ = end_and_resolve(node, txn.id, None, aborts).await;
         if let KvError::WriteIntent { key, txn: other } = &e {
             let _ = push(node, deadline, key, other).await;
         }
         return Err(e);
     }
-    if std::env::var_os("MERIDIAN_TESTING_DIE_AFTER_PREPARE").is_some() {
-        // Testing hook for the coordinator-crash test: die with intents laid and no record.
-        tracing::warn!("MERIDIAN_TESTING_DIE_AFTER_PREPARE: exiting after prepare");
-        std::process::exit(86);
-    }
+    die_here_when_testing("after-prepare"); // intents laid, no record
     let anchor = node.router.lookup(&anchor_key, deadline).await?;
     let status = match node
         .router
-        .send(&anchor, KvRequest::EndTxn { range_id: anchor.range_id, txn_id: txn.id, commit: Some(commit_ts) }, deadline)
+        .send(&anchor, KvRequest::EndTxn { range_id: anchor.range_id, txn_id: txn.id, commit: Some(commit_ts), now_ms: now_ms() }, deadline)
         .await?
     {
-        KvResponse::Txn(s) => s,
+        KvResponse::Txn(r) => r.status,
         other => return Err(KvError::Internal(format!("unexpected record answer {other:?}"))),
     };
+    // The record is final: nothing left to keep alive.
+    drop(heartbeat_task);
+    die_here_when_testing("after-record"); // committed (or aborted), nothing resolved
     // Resolve everything in the background; the anchor (which forgets the record) last.
     let mut todo = Vec::new();
     let mut anchor_part = None;
@@ -183,23 +194,24 @@ async fn end_and_resolve(
 /// the caller should look again (module docs); the caller's deadline bounds the whole wait.
 pub async fn push(node: &Arc<Node>, deadline: Instant, key: &[u8], holder: &TxnMeta) -> Result<(), KvError> {
     let anchor = node.router.lookup(&holder.anchor_key, deadline).await?;
-    let status = match node.router.send(&anchor, KvRequest::QueryTxn { range_id: anchor.range_id, txn_id: holder.id }, deadline).await? {
-        KvResponse::Txn(s) => s,
+    let record = match node.router.send(&anchor, KvRequest::QueryTxn { range_id: anchor.range_id, txn_id: holder.id }, deadline).await? {
+        KvResponse::Txn(r) => r,
         other => return Err(KvError::Internal(format!("unexpected record answer {other:?}"))),
     };
-    let status = match status {
-        TxnStatus::Pending if now_ms() > holder.expires_ms => {
-            let req = KvRequest::EndTxn { range_id: anchor.range_id, txn_id: holder.id, commit: None };
+    let now = now_ms();
+    let status = match record.status {
+        TxnStatus::Pending if now > holder.expires_ms.max(record.expires_ms) => {
+            let req = KvRequest::EndTxn { range_id: anchor.range_id, txn_id: holder.id, commit: None, now_ms: now };
             match node.router.send(&anchor, req, deadline).await? {
-                KvResponse::Txn(s) => s,
+                KvResponse::Txn(r) => r.status,
                 other => return Err(KvError::Internal(format!("unexpected record answer {other:?}"))),
             }
         }
         s => s,
     };
     if status == TxnStatus::Pending {
-        // Still committing, or already resolved everywhere and its record forgotten: the caller
-        // looks again after a short pause and finds the intent gone or calls back here.
+        // Still committing (alive), or already resolved everywhere and its record forgotten:
+        // the caller looks again after a short pause and finds the intent gone or calls back.
         let pause = Duration::from_micros(1000 + rand::random::<u64>() % 4000);
         if Instant::now() + pause >= deadline {
             return Err(KvError::Timeout);
@@ -217,6 +229,43 @@ pub async fn push(node: &Arc<Node>, deadline: Instant, key: &[u8], holder: &TxnM
     });
     node.router.send(&desc, req, deadline).await?;
     Ok(())
+}
+
+/// How often a committing coordinator heartbeats its record (after the first interval: most
+/// commits finish before and never write a pending record).
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+
+/// Keeps transaction `txn_id`'s record alive [`TXN_EXPIRY`] past every beat, until aborted.
+async fn heartbeat(node: Arc<Node>, anchor_key: Vec<u8>, txn_id: u128) {
+    loop {
+        tokio::time::sleep(HEARTBEAT_EVERY).await;
+        let deadline = Instant::now() + HEARTBEAT_EVERY;
+        let Ok(anchor) = node.router.lookup(&anchor_key, deadline).await else { continue };
+        let req = KvRequest::Heartbeat { range_id: anchor.range_id, txn_id, expires_ms: now_ms() + TXN_EXPIRY.as_millis() as u64 };
+        if let Ok(KvResponse::Txn(r)) = node.router.send(&anchor, req, deadline).await
+            && r.status != TxnStatus::Pending
+        {
+            return; // decided (by a pusher, if not by us): nothing left to keep alive
+        }
+    }
+}
+
+/// Testing hook for the coordinator-crash tests: the process exits at `point` of a multi-range
+/// commit when `MERIDIAN_TESTING_DIE_AT` names it.
+fn die_here_when_testing(point: &str) {
+    if std::env::var("MERIDIAN_TESTING_DIE_AT").is_ok_and(|p| p == point) {
+        tracing::warn!(point, "MERIDIAN_TESTING_DIE_AT: exiting in the middle of a commit");
+        std::process::exit(86);
+    }
+}
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Groups a transaction's writes and reads by range for [`commit`].

@@ -22,7 +22,7 @@
 use meridian_raft_glue::Fsm;
 use meridian_storage::{Batch, Cf, Engine, mvcc};
 use meridian_types::keys::{range_local, range_local_key};
-use meridian_types::kv::{Intent, Span, TxnMeta, TxnStatus, Write};
+use meridian_types::kv::{Intent, Span, TxnMeta, TxnRecord, TxnStatus, Write};
 use meridian_types::{Hlc, RangeDescriptor, RangeId, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -43,8 +43,11 @@ pub enum RangeCommand {
     Prepare { txn: TxnMeta, cmd: WriteCmd },
     /// Resolve a finished transaction's intents on `keys` and release its read locks.
     Resolve { txn_id: u128, status: TxnStatus, keys: Vec<Vec<u8>>, forget_record: bool },
-    /// Write a transaction record (this range is its anchor): committed or aborted.
-    EndTxn { txn_id: u128, commit: Option<Timestamp> },
+    /// Write a transaction record (this range is its anchor): committed or aborted (an abort is
+    /// refused while the record's heartbeat is later than `now_ms`).
+    EndTxn { txn_id: u128, commit: Option<Timestamp>, now_ms: u64 },
+    /// The coordinator of a transaction anchored here is alive until `expires_ms`.
+    Heartbeat { txn_id: u128, expires_ms: u64 },
 }
 
 /// A one-range transaction's writes, with what it read and when.
@@ -68,7 +71,7 @@ pub enum ApplyResult {
     /// The command met an intent or read lock of this other, unfinished transaction.
     IntentConflict(Vec<u8>, TxnMeta),
     Prepared(Timestamp),
-    Txn(TxnStatus),
+    Txn(TxnRecord),
     OutOfRange,
     Dropped,
     Invalid(String),
@@ -91,8 +94,9 @@ pub struct RangeState {
     /// Write intents held in this range (0 lets every check for them be skipped).
     pub intents: u64,
     pub read_locks: Vec<ReadLock>,
-    /// Records of transactions anchored here, until their coordinator forgets them.
-    pub txn_records: BTreeMap<u128, TxnStatus>,
+    /// Records of transactions anchored here (pending ones while heartbeating), until their
+    /// coordinator forgets them.
+    pub txn_records: BTreeMap<u128, TxnRecord>,
 }
 
 /// Writes of entries applied into the batch that is not written to the engine yet: validation
@@ -146,9 +150,10 @@ impl RangeFsm {
         if st.dropped { None } else { st.desc.clone() }
     }
 
-    /// The record of transaction `id` (`Pending` when there is none).
-    pub fn txn_status(&self, id: u128) -> TxnStatus {
-        self.state.read().unwrap_or_else(|e| e.into_inner()).txn_records.get(&id).copied().unwrap_or(TxnStatus::Pending)
+    /// The record of transaction `id` (`Pending`, expired, when there is none).
+    pub fn txn_record(&self, id: u128) -> TxnRecord {
+        let st = self.state.read().unwrap_or_else(|e| e.into_inner());
+        st.txn_records.get(&id).copied().unwrap_or(TxnRecord { status: TxnStatus::Pending, expires_ms: 0 })
     }
 
     pub fn watch_applied(&self) -> watch::Receiver<u64> {
@@ -361,12 +366,26 @@ impl Fsm for RangeFsm {
                         }
                         r
                     }
-                    RangeCommand::EndTxn { txn_id, commit } => {
-                        let status = *next.txn_records.entry(*txn_id).or_insert(match commit {
-                            Some(ts) => TxnStatus::Committed(*ts),
-                            None => TxnStatus::Aborted,
-                        });
-                        ApplyResult::Txn(status)
+                    RangeCommand::EndTxn { txn_id, commit, now_ms } => {
+                        let pending = TxnRecord { status: TxnStatus::Pending, expires_ms: 0 };
+                        let cur = next.txn_records.get(txn_id).copied().unwrap_or(pending);
+                        let alive = cur.status == TxnStatus::Pending && cur.expires_ms > *now_ms;
+                        let rec = if cur.status != TxnStatus::Pending || (commit.is_none() && alive) {
+                            cur
+                        } else {
+                            let status = commit.map_or(TxnStatus::Aborted, TxnStatus::Committed);
+                            let rec = TxnRecord { status, expires_ms: cur.expires_ms };
+                            next.txn_records.insert(*txn_id, rec);
+                            rec
+                        };
+                        ApplyResult::Txn(rec)
+                    }
+                    RangeCommand::Heartbeat { txn_id, expires_ms } => {
+                        let rec = next.txn_records.entry(*txn_id).or_insert(TxnRecord { status: TxnStatus::Pending, expires_ms: 0 });
+                        if rec.status == TxnStatus::Pending {
+                            rec.expires_ms = rec.expires_ms.max(*expires_ms);
+                        }
+                        ApplyResult::Txn(*rec)
                     }
                 };
                 if matches!(r, ApplyResult::Ok | ApplyResult::Committed(_) | ApplyResult::Prepared(_) | ApplyResult::Txn(_)) {
@@ -599,9 +618,10 @@ mod tests {
         assert!(matches!(apply(&f, &e, write("d", None)), ApplyResult::Committed(_)), "unrelated keys are free");
         // The record: the first one written wins.
         let commit = Timestamp::new(p1.wall_ns + 1000, 0);
-        assert_eq!(apply(&f, &e, RangeCommand::EndTxn { txn_id: 1, commit: Some(commit) }), ApplyResult::Txn(TxnStatus::Committed(commit)));
-        assert_eq!(apply(&f, &e, RangeCommand::EndTxn { txn_id: 1, commit: None }), ApplyResult::Txn(TxnStatus::Committed(commit)));
-        assert_eq!(f.txn_status(1), TxnStatus::Committed(commit));
+        let rec = |status| ApplyResult::Txn(TxnRecord { status, expires_ms: 0 });
+        assert_eq!(apply(&f, &e, RangeCommand::EndTxn { txn_id: 1, commit: Some(commit), now_ms: 0 }), rec(TxnStatus::Committed(commit)));
+        assert_eq!(apply(&f, &e, RangeCommand::EndTxn { txn_id: 1, commit: None, now_ms: 0 }), rec(TxnStatus::Committed(commit)));
+        assert_eq!(f.txn_record(1).status, TxnStatus::Committed(commit));
         let resolve =
             RangeCommand::Resolve { txn_id: 1, status: TxnStatus::Committed(commit), keys: vec![b"b".to_vec()], forget_record: true };
         assert_eq!(apply(&f, &e, resolve.clone()), ApplyResult::Ok);
@@ -613,13 +633,23 @@ mod tests {
         assert!(matches!(apply(&f, &e, write("c", None)), ApplyResult::Committed(t) if t > commit));
         // An aborted transaction leaves nothing.
         assert!(matches!(prepare(&f, &e, 3, None, vec![w("e", "3")]), ApplyResult::Prepared(_)));
-        assert_eq!(apply(&f, &e, RangeCommand::EndTxn { txn_id: 3, commit: None }), ApplyResult::Txn(TxnStatus::Aborted));
+        // A heartbeat keeps the record alive: an abort by someone whose clock is earlier than
+        // its expiry is refused; a later one wins, and a commit after it learns so.
+        let hb = |ms| RangeCommand::Heartbeat { txn_id: 3, expires_ms: ms };
+        let pending = |ms| ApplyResult::Txn(TxnRecord { status: TxnStatus::Pending, expires_ms: ms });
+        assert_eq!(apply(&f, &e, hb(5_000)), pending(5_000));
+        assert_eq!(apply(&f, &e, hb(4_000)), pending(5_000), "expiry never moves back");
+        assert_eq!(apply(&f, &e, RangeCommand::EndTxn { txn_id: 3, commit: None, now_ms: 4_999 }), pending(5_000));
+        let aborted = ApplyResult::Txn(TxnRecord { status: TxnStatus::Aborted, expires_ms: 5_000 });
+        assert_eq!(apply(&f, &e, RangeCommand::EndTxn { txn_id: 3, commit: None, now_ms: 5_001 }), aborted);
+        assert_eq!(apply(&f, &e, RangeCommand::EndTxn { txn_id: 3, commit: Some(commit), now_ms: 0 }), aborted);
+        assert_eq!(apply(&f, &e, hb(9_000)), aborted, "a final record is not revived by a heartbeat");
         let abort = RangeCommand::Resolve { txn_id: 3, status: TxnStatus::Aborted, keys: vec![b"e".to_vec()], forget_record: false };
         assert_eq!(apply(&f, &e, abort), ApplyResult::Ok);
         assert_eq!(mvcc::get(&e, b"e", Timestamp::MAX, None).unwrap(), None);
         assert_eq!(f.state().intents, 0);
         // State survives a reload.
         let f2 = RangeFsm::open(7, &e, Arc::new(Hlc::system(500_000_000)));
-        assert_eq!(f2.txn_status(3), TxnStatus::Aborted);
+        assert_eq!(f2.txn_record(3).status, TxnStatus::Aborted);
     }
 }

@@ -13,7 +13,7 @@ use crate::fsm::{ApplyResult, RangeCommand, RangeFsm, WriteCmd};
 use meridian_raft_glue::{Group, ProposeError};
 use meridian_storage::{Engine, mvcc};
 use meridian_types::kv::{
-    PrepareRequest, ReadOp, ReadRequest, ReadResponse, ReadResult, ResolveRequest, TxnStatus, WriteRequest, WriteResponse,
+    PrepareRequest, ReadOp, ReadRequest, ReadResponse, ReadResult, ResolveRequest, TxnRecord, WriteRequest, WriteResponse,
 };
 use meridian_types::{Hlc, KvError, Timestamp};
 use std::collections::BTreeSet;
@@ -194,22 +194,31 @@ impl Replica {
         }
     }
 
-    /// Writes a transaction record here (committed at `commit`, or aborted); returns the
-    /// record's final status (the first record written wins).
-    pub async fn end_txn(&self, txn_id: u128, commit: Option<Timestamp>) -> Result<TxnStatus, KvError> {
+    /// Writes a transaction record here (committed at `commit`, or aborted unless a heartbeat
+    /// keeps it alive past `now_ms`); returns the record (the first final record wins).
+    pub async fn end_txn(&self, txn_id: u128, commit: Option<Timestamp>, now_ms: u64) -> Result<TxnRecord, KvError> {
+        self.propose_record(RangeCommand::EndTxn { txn_id, commit, now_ms }).await
+    }
+
+    /// Records that the coordinator of `txn_id` is alive until `expires_ms`.
+    pub async fn heartbeat(&self, txn_id: u128, expires_ms: u64) -> Result<TxnRecord, KvError> {
+        self.propose_record(RangeCommand::Heartbeat { txn_id, expires_ms }).await
+    }
+
+    async fn propose_record(&self, cmd: RangeCommand) -> Result<TxnRecord, KvError> {
         if !self.group.is_leader() {
             return Err(self.not_leaseholder());
         }
-        match self.propose_cmd(&RangeCommand::EndTxn { txn_id, commit }).await? {
-            ApplyResult::Txn(s) => Ok(s),
+        match self.propose_cmd(&cmd).await? {
+            ApplyResult::Txn(r) => Ok(r),
             r => Err(self.apply_error(r)),
         }
     }
 
-    /// The status of a transaction record held here, linearizably.
-    pub async fn query_txn(&self, txn_id: u128) -> Result<TxnStatus, KvError> {
+    /// A transaction record held here, linearizably.
+    pub async fn query_txn(&self, txn_id: u128) -> Result<TxnRecord, KvError> {
         self.group.read_barrier().await.map_err(|e| propose_err(self.range_id(), e))?;
-        Ok(self.fsm.txn_status(txn_id))
+        Ok(self.fsm.txn_record(txn_id))
     }
 
     /// Proposes a command stamped with a timestamp above every read served, tracked in flight

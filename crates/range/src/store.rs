@@ -104,7 +104,8 @@ impl Store {
             KvRequest::MarkDropped { .. } => replica.mark_dropped().await.map(|()| KvResponse::Ok),
             KvRequest::Prepare(p) => replica.prepare(p).await.map(KvResponse::Prepared),
             KvRequest::Resolve(r) => replica.resolve(r).await.map(|()| KvResponse::Ok),
-            KvRequest::EndTxn { txn_id, commit, .. } => replica.end_txn(txn_id, commit).await.map(KvResponse::Txn),
+            KvRequest::EndTxn { txn_id, commit, now_ms, .. } => replica.end_txn(txn_id, commit, now_ms).await.map(KvResponse::Txn),
+            KvRequest::Heartbeat { txn_id, expires_ms, .. } => replica.heartbeat(txn_id, expires_ms).await.map(KvResponse::Txn),
             KvRequest::QueryTxn { txn_id, .. } => replica.query_txn(txn_id).await.map(KvResponse::Txn),
         };
         res.unwrap_or_else(KvResponse::Error)

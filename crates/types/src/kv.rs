@@ -137,6 +137,14 @@ pub enum TxnStatus {
     Aborted,
 }
 
+/// A transaction record, as its anchor range holds it: a `Pending` record exists only while its
+/// coordinator heartbeats (`expires_ms` is when it stops counting as alive).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxnRecord {
+    pub status: TxnStatus,
+    pub expires_ms: u64,
+}
+
 /// Phase one of a multi-range transaction on one range.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PrepareRequest {
@@ -173,13 +181,22 @@ pub enum KvRequest {
     Prepare(PrepareRequest),
     Resolve(ResolveRequest),
     /// Writes the record of transaction `txn` on its anchor range: committed at `commit` or, with
-    /// `None`, aborted. The first record written wins; the answer is the record's final status.
+    /// `None`, aborted. The first final record written wins; the answer is the record. An abort
+    /// (from a transaction it blocked, whose clock says `now_ms`) is refused while a heartbeat
+    /// keeps the record alive past `now_ms`.
     EndTxn {
         range_id: RangeId,
         txn_id: u128,
         commit: Option<Timestamp>,
+        now_ms: u64,
     },
-    /// The status of a transaction's record (`Pending` when there is none).
+    /// The coordinator is alive until `expires_ms` (creates a pending record if none exists).
+    Heartbeat {
+        range_id: RangeId,
+        txn_id: u128,
+        expires_ms: u64,
+    },
+    /// A transaction's record (`Pending`, expired, when there is none).
     QueryTxn {
         range_id: RangeId,
         txn_id: u128,
@@ -194,7 +211,7 @@ impl KvRequest {
             KvRequest::MarkDropped { range_id } => *range_id,
             KvRequest::Prepare(p) => p.range_id,
             KvRequest::Resolve(r) => r.range_id,
-            KvRequest::EndTxn { range_id, .. } | KvRequest::QueryTxn { range_id, .. } => *range_id,
+            KvRequest::EndTxn { range_id, .. } | KvRequest::QueryTxn { range_id, .. } | KvRequest::Heartbeat { range_id, .. } => *range_id,
         }
     }
 }
@@ -207,5 +224,5 @@ pub enum KvResponse {
     Error(KvError),
     /// A prepare succeeded at this timestamp (the commit timestamp must be at or above it).
     Prepared(Timestamp),
-    Txn(TxnStatus),
+    Txn(TxnRecord),
 }
