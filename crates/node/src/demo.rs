@@ -50,7 +50,11 @@ pub async fn run(nodes: usize, http_port: u16) -> Result<(), String> {
     }
     println!("\nTry:\n  curl -s {}/v1/sql -d '{{\"statements\": [{{\"sql\": \"CREATE DATABASE demo\"}}]}}'", urls[0]);
     println!(
-        "  curl -s {}/v1/sql -d '{{\"database\": \"demo\", \"statements\": [{{\"sql\": \"CREATE TABLE kv (k INT PRIMARY KEY, v STRING)\"}}, {{\"sql\": \"INSERT INTO kv VALUES ($1, $2)\", \"args\": [1, \"one\"]}}]}}'",
+        "  curl -s {}/v1/sql -d '{{\"database\": \"demo\", \"statements\": [{{\"sql\": \"CREATE TABLE kv (k INT PRIMARY KEY, v STRING)\"}}]}}'",
+        urls[0]
+    );
+    println!(
+        "  curl -s {}/v1/sql -d '{{\"database\": \"demo\", \"statements\": [{{\"sql\": \"INSERT INTO kv VALUES ($1, $2), ($3, $4)\", \"args\": [1, \"one\", 2, \"two\"]}}]}}'",
         urls[0]
     );
     println!(

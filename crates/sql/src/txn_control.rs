@@ -10,7 +10,11 @@
 //! request is never half applied. Refused with 0A000: `BEGIN` after the first statement (a
 //! nested or second transaction), `COMMIT` before the last, `ROLLBACK` (the [`crate::TxnClient`]
 //! has no way to discard a request's writes: not sending the request is the rollback),
-//! savepoints, `SET TRANSACTION`, `AND CHAIN`, isolation level SNAPSHOT.
+//! savepoints, `SET TRANSACTION`, `AND CHAIN`, isolation level SNAPSHOT, and a schema change
+//! (CREATE/DROP/ALTER of a database, table or index) with any other statement besides
+//! `BEGIN`/`COMMIT`: a schema change commits on its own (catalog transactions, and CREATE INDEX
+//! commits its backfill in chunks), so run with other statements it could leave them half
+//! applied, and a retry of the request would run statements already committed a second time.
 
 use crate::error::{SqlError, codes};
 use sqlparser::ast::{Set, Statement, TransactionAccessMode, TransactionIsolationLevel, TransactionMode};
@@ -44,9 +48,32 @@ fn read_only(stmt: &Statement) -> bool {
     )
 }
 
+/// Whether a statement changes the schema: it commits on its own, outside the request's
+/// transaction (module docs).
+fn schema_change(stmt: &Statement) -> bool {
+    matches!(
+        stmt,
+        Statement::CreateTable(_)
+            | Statement::CreateDatabase { .. }
+            | Statement::CreateIndex(_)
+            | Statement::Drop { .. }
+            | Statement::AlterTable(_)
+            | Statement::AlterIndex { .. }
+    )
+}
+
 /// Checks where a request's transaction control statements are, before any statement runs.
 pub(crate) fn check(stmts: &[&Statement]) -> Result<(), SqlError> {
     let last = stmts.len().saturating_sub(1);
+    if let Some(change) = stmts.iter().find(|s| schema_change(s))
+        && stmts.iter().filter(|s| tag(s).is_none()).count() > 1
+    {
+        let text = change.to_string();
+        let head: String = text.split_whitespace().take(2).collect::<Vec<_>>().join(" ").to_uppercase();
+        return Err(refuse(&format!(
+            "{head} must be the only statement of its request (BEGIN and COMMIT aside): a schema change commits on its own, so it cannot be part of a transaction with other statements; send it in a request of its own"
+        )));
+    }
     let mut read_only_txn = false;
     for (i, stmt) in stmts.iter().enumerate() {
         match stmt {

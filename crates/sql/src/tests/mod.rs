@@ -236,15 +236,26 @@ fn databases_and_drops() {
     let mut t = MemTxn::new();
     let r = block_on(execute(&mut t, "", &[("CREATE DATABASE d1".to_string(), vec![])], &ExecOptions::default())).unwrap();
     assert_eq!(r[0].tag, "CREATE DATABASE");
-    let stmts = vec![
-        ("CREATE DATABASE IF NOT EXISTS d1".to_string(), vec![]),
-        ("CREATE TABLE t (a INT PRIMARY KEY)".to_string(), vec![]),
-        ("INSERT INTO t VALUES (1)".to_string(), vec![]),
-        ("DROP TABLE t".to_string(), vec![]),
-        ("DROP TABLE IF EXISTS t".to_string(), vec![]),
-    ];
-    let r = block_on(execute(&mut t, "d1", &stmts, &ExecOptions::default())).unwrap();
-    assert_eq!(r[3].tag, "DROP TABLE");
+    // A schema change commits on its own: with other statements in its request it is refused
+    // before anything runs (never half applied).
+    let stmts = |v: &[&str]| v.iter().map(|s| (s.to_string(), vec![])).collect::<Vec<_>>();
+    let ex = |t: &mut MemTxn, v: &[&str]| block_on(execute(t, "d1", &stmts(v), &ExecOptions::default()));
+    for mixed in [
+        &["CREATE TABLE t (a INT PRIMARY KEY)", "INSERT INTO t VALUES (1)"][..],
+        &["CREATE DATABASE IF NOT EXISTS d1", "CREATE TABLE t (a INT PRIMARY KEY)"],
+        &["BEGIN", "SELECT 1", "DROP TABLE IF EXISTS t", "COMMIT"],
+    ] {
+        let e = ex(&mut t, mixed).unwrap_err();
+        assert_eq!(e.code(), "0A000", "{mixed:?}: {e}");
+        assert!(e.to_string().contains("only statement of its request"), "{e}");
+    }
+    assert_eq!(ex(&mut t, &["SHOW TABLES"]).unwrap()[0].rows.len(), 0, "nothing of the refused requests ran");
+    ex(&mut t, &["CREATE DATABASE IF NOT EXISTS d1"]).unwrap();
+    let r = ex(&mut t, &["BEGIN", "CREATE TABLE t (a INT PRIMARY KEY)", "COMMIT"]).unwrap();
+    assert_eq!(r[1].tag, "CREATE TABLE");
+    ex(&mut t, &["INSERT INTO t VALUES (1)"]).unwrap();
+    assert_eq!(ex(&mut t, &["DROP TABLE t"]).unwrap()[0].tag, "DROP TABLE");
+    ex(&mut t, &["DROP TABLE IF EXISTS t"]).unwrap();
     assert!(t.data.is_empty());
     let e = block_on(execute(&mut t, "d1", &[("DROP TABLE t".to_string(), vec![])], &ExecOptions::default())).unwrap_err();
     assert_eq!(e.code(), "42P01");
