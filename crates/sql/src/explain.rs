@@ -128,6 +128,11 @@ fn scan_text(t: &TableDesc, plan: &ScanPlan) -> String {
         }
         ScanPlan::Empty => "empty".into(),
         ScanPlan::Point(k) => format!("point get {}", pretty_key(t, k)),
+        ScanPlan::Points(keys) => {
+            let shown: Vec<String> = keys.iter().take(8).map(|k| pretty_key(t, k)).collect();
+            let more = if keys.len() > 8 { format!(" ... ({} keys)", keys.len()) } else { String::new() };
+            format!("point gets {}{more}", shown.join(" "))
+        }
         ScanPlan::Span { start, end } => format!("span scan [{}, {})", pretty_key(t, start), pretty_key(t, end)),
         ScanPlan::Full { .. } => format!("full scan /Table/{}", t.id),
     }

@@ -22,6 +22,7 @@ pub enum Func {
     Lower,
     Upper,
     Length,
+    OctetLength,
     Abs,
     Coalesce,
     NullIf,
@@ -160,7 +161,8 @@ pub fn compile_function(c: &mut Compiler<'_>, f: &Function) -> Result<Scalar, Sq
         }
         "lower" => (Func::Lower, 1, 1),
         "upper" => (Func::Upper, 1, 1),
-        "length" | "char_length" | "character_length" | "octet_length" => (Func::Length, 1, 1),
+        "length" | "char_length" | "character_length" => (Func::Length, 1, 1),
+        "octet_length" => (Func::OctetLength, 1, 1),
         "abs" => (Func::Abs, 1, 1),
         "coalesce" => (Func::Coalesce, 1, usize::MAX),
         "nullif" => (Func::NullIf, 2, 2),
@@ -225,7 +227,7 @@ pub fn result_type(c: &Compiler<'_>, f: Func, args: &[Scalar]) -> Option<SqlType
         | Func::Lpad
         | Func::Rpad
         | Func::JsonbTypeof => Some(T::String),
-        Func::Length | Func::StrPos | Func::UniqueRowid => Some(T::Int),
+        Func::Length | Func::OctetLength | Func::StrPos | Func::UniqueRowid => Some(T::Int),
         Func::Abs | Func::Ceil | Func::Floor | Func::Round | Func::Trunc | Func::Sign | Func::Mod => first().map(|t| t.base()),
         Func::Power | Func::Sqrt => match first() {
             Some(T::Decimal) => Some(T::Decimal),
@@ -355,6 +357,11 @@ pub fn eval_func(f: Func, args: &[Scalar], row: &[Datum], aggs: &[Datum]) -> Res
         Func::Upper => Datum::String(text(0).ok_or_else(bad)?.to_uppercase()),
         Func::Length => match &vals[0] {
             Datum::String(s) => Datum::Int(s.chars().count() as i64),
+            Datum::Bytes(b) => Datum::Int(b.len() as i64),
+            _ => return Err(bad()),
+        },
+        Func::OctetLength => match &vals[0] {
+            Datum::String(s) => Datum::Int(s.len() as i64),
             Datum::Bytes(b) => Datum::Int(b.len() as i64),
             _ => return Err(bad()),
         },

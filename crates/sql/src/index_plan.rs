@@ -268,7 +268,7 @@ fn index_plan(table: &TableDesc, index: &IndexDesc, b: &Bounds) -> Result<ScanPl
 pub fn plan_table_scan(table: &TableDesc, filter: Option<&Scalar>) -> Result<ScanPlan, SqlError> {
     let pk_plan = plan_scan(table, filter)?;
     let Some(filter) = filter else { return Ok(pk_plan) };
-    if matches!(pk_plan, ScanPlan::Point(_) | ScanPlan::Empty) || table.indexes.is_empty() {
+    if matches!(pk_plan, ScanPlan::Point(_) | ScanPlan::Points(_) | ScanPlan::Empty) || table.indexes.is_empty() {
         return Ok(pk_plan);
     }
     let mut cs = Vec::new();
@@ -351,7 +351,7 @@ pub(crate) fn order_by_index(rel: &mut Rel, sort: &[SortKey], limit: Option<usiz
         conjuncts(f, &mut cs);
     }
     let current = match &mut scan.plan {
-        ScanPlan::Point(_) | ScanPlan::Empty => return Ok(false),
+        ScanPlan::Point(_) | ScanPlan::Points(_) | ScanPlan::Empty => return Ok(false),
         ScanPlan::Index(p) => {
             let cols = column_positions(table, &p.index)?;
             let b = analyze(table, &cols, &cs, true, !p.index.unique);

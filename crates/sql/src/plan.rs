@@ -6,13 +6,17 @@
 //! bound the span. Equality on every PK column is a point read ([`ScanPlan::Point`], one `get`);
 //! a prefix and/or range is a [`ScanPlan::Span`]; nothing usable is a [`ScanPlan::Full`] table
 //! scan. A comparison with NULL, or an empty range, reads nothing ([`ScanPlan::Empty`]).
+//! A PK column may also be bound by a list of literals (`pk IN (...)`, or `pk = a OR pk = b`):
+//! when every PK column is bound by equalities and lists, the cross product of the values (at
+//! most [`MAX_POINTS`] keys) is read by one batched multi-key read ([`ScanPlan::Points`]).
 //!
 //! Secondary indexes are considered on top of this plan by [`crate::index_plan`], which reuses
 //! the conjunct helpers here.
 //!
 //! Invariant: the plan is a superset of the matching rows; callers still apply the whole filter
 //! to every row read, so planning can only narrow reads, never change results.
-//! Not handled: OR/IN lists on the primary key (full scan), expressions on PK columns.
+//! Not handled: lists on a PK prefix that leave later PK columns unbound (full scan), ORs of
+//! anything but equalities of one PK column, expressions on PK columns.
 
 use crate::catalog::TableDesc;
 use crate::datum::Datum;
@@ -28,6 +32,8 @@ pub enum ScanPlan {
     Empty,
     /// Exactly one key.
     Point(Vec<u8>),
+    /// Several keys, sorted and distinct (at most [`MAX_POINTS`]).
+    Points(Vec<Vec<u8>>),
     /// Keys in [start, end), narrowed by the primary key.
     Span { start: Vec<u8>, end: Vec<u8> },
     /// Every row of the table: [start, end).
@@ -66,6 +72,28 @@ pub(crate) fn col_cmp(s: &Scalar, col: usize) -> Option<(BinOp, &Datum)> {
     }
 }
 
+/// Most keys a [`ScanPlan::Points`] reads (more values plan as a scan).
+pub const MAX_POINTS: usize = 1000;
+
+/// The literals column `col` must equal under `s`: `col IN (lits)` (not negated) or an OR of
+/// `col = lit` equalities. None when `s` is anything else.
+fn col_list(s: &Scalar, col: usize) -> Option<Vec<&Datum>> {
+    match s {
+        Scalar::InList(x, items, false) if matches!(&**x, Scalar::Col(c) if *c == col) => {
+            items.iter().map(|i| if let Scalar::Lit(d) = i { Some(d) } else { None }).collect()
+        }
+        Scalar::Bin(BinOp::Or, l, r) => {
+            let mut out = col_list(l, col)?;
+            out.extend(col_list(r, col)?);
+            Some(out)
+        }
+        other => match col_cmp(other, col) {
+            Some((BinOp::Eq, d)) => Some(vec![d]),
+            _ => None,
+        },
+    }
+}
+
 pub(crate) type Bound = Option<(Datum, bool)>;
 
 /// Keeps the tighter of two bounds (`lower` selects which direction is tighter).
@@ -93,6 +121,8 @@ pub fn plan_scan(table: &TableDesc, filter: Option<&Scalar>) -> Result<ScanPlan,
     let mut lower: Bound = None;
     let mut upper: Bound = None;
     let mut eq_count = 0;
+    // Keys bound so far by lists (only while every column so far was bound).
+    let mut points: Option<Vec<Vec<u8>>> = None;
     for &col in &table.primary_key {
         let Some(col_ty) = table.columns.get(col).map(|c| c.ty) else {
             break;
@@ -103,8 +133,38 @@ pub fn plan_scan(table: &TableDesc, filter: Option<&Scalar>) -> Result<ScanPlan,
                 return Ok(ScanPlan::Empty);
             }
             encode_key_datum(&mut key, d)?;
+            for k in points.iter_mut().flatten() {
+                encode_key_datum(k, d)?;
+            }
             eq_count += 1;
             continue;
+        }
+        let list = cs.iter().filter_map(|c| col_list(c, col)).find(|l| l.iter().all(|d| usable(d)));
+        if let Some(list) = list {
+            // NULL never equals: those items match nothing.
+            let values: Vec<&Datum> = list.into_iter().filter(|d| !d.is_null()).collect();
+            if values.is_empty() {
+                return Ok(ScanPlan::Empty);
+            }
+            let bases = points.take().unwrap_or_else(|| vec![key.clone()]);
+            if bases.len() * values.len() <= MAX_POINTS {
+                let mut next = Vec::with_capacity(bases.len() * values.len());
+                for b in &bases {
+                    for d in &values {
+                        let mut k = b.clone();
+                        encode_key_datum(&mut k, d)?;
+                        next.push(k);
+                    }
+                }
+                points = Some(next);
+                eq_count += 1;
+                continue;
+            }
+            points = Some(bases);
+        }
+        if points.is_some() {
+            // A list bound an earlier column but this one is not bound: scan (module docs).
+            return Ok(full);
         }
         for c in &cs {
             if let Some((op, d)) = col_cmp(c, col) {
@@ -135,6 +195,14 @@ pub fn plan_scan(table: &TableDesc, filter: Option<&Scalar>) -> Result<ScanPlan,
             }
         }
         break;
+    }
+    if let Some(mut keys) = points {
+        if eq_count < table.primary_key.len() {
+            return Ok(full);
+        }
+        keys.sort();
+        keys.dedup();
+        return Ok(if keys.len() == 1 { ScanPlan::Point(keys.remove(0)) } else { ScanPlan::Points(keys) });
     }
     if eq_count == table.primary_key.len() && eq_count > 0 {
         return Ok(ScanPlan::Point(key));
@@ -223,7 +291,28 @@ mod tests {
         assert!(matches!(full, ScanPlan::Full { .. }));
         assert_eq!(plan(&t, "v = 1"), full);
         assert_eq!(plan(&t, "b = 1"), full);
-        assert_eq!(plan(&t, "a = 1 OR a = 2"), full);
+        assert_eq!(plan(&t, "a = 1 OR a = 2"), full, "b is not bound");
+        assert_eq!(plan(&t, "a IN (1, 2)"), full, "b is not bound");
+        assert_eq!(plan(&t, "a = 1 OR b = 2"), full);
         assert_eq!(plan(&t, "a + 0 = 1"), full);
+        assert_eq!(plan(&t, "a NOT IN (1, 2) AND b = 1"), full);
+    }
+
+    #[test]
+    fn lists_binding_the_whole_pk_are_points() {
+        let t = table(vec![0]);
+        let k = |v: &[i64]| key(&t, v);
+        assert_eq!(plan(&t, "a IN (3, 1, 2, 1)"), ScanPlan::Points(vec![k(&[1]), k(&[2]), k(&[3])]), "sorted, distinct");
+        assert_eq!(plan(&t, "a = 4 OR a = 2"), ScanPlan::Points(vec![k(&[2]), k(&[4])]));
+        assert_eq!(plan(&t, "(a = 4 OR a IN (5, 6)) AND v = 1"), ScanPlan::Points(vec![k(&[4]), k(&[5]), k(&[6])]));
+        assert_eq!(plan(&t, "a IN (7, NULL)"), ScanPlan::Point(k(&[7])));
+        assert_eq!(plan(&t, "a IN (NULL)"), ScanPlan::Empty);
+        let t2 = table(vec![0, 1]);
+        let k2 = |v: &[i64]| key(&t2, v);
+        assert_eq!(plan(&t2, "a IN (1, 2) AND b IN (8, 9)"), ScanPlan::Points(vec![k2(&[1, 8]), k2(&[1, 9]), k2(&[2, 8]), k2(&[2, 9])]));
+        assert_eq!(plan(&t2, "b = 5 AND a IN (2, 1)"), ScanPlan::Points(vec![k2(&[1, 5]), k2(&[2, 5])]));
+        // Too many keys: a scan instead.
+        let many: Vec<String> = (0..=MAX_POINTS as i64).map(|i| i.to_string()).collect();
+        assert!(matches!(plan(&t, &format!("a IN ({})", many.join(","))), ScanPlan::Full { .. }));
     }
 }

@@ -138,6 +138,10 @@ impl ScanNode {
                 Some(v) => vec![(k.clone(), v)],
                 None => Vec::new(),
             },
+            ScanPlan::Points(keys) => {
+                let vals = txn.get_many(keys).await?;
+                keys.iter().zip(vals).filter_map(|(k, v)| v.map(|v| (k.clone(), v))).collect()
+            }
             ScanPlan::Span { start, end } | ScanPlan::Full { start, end } => {
                 let from = self.resume.clone().unwrap_or_else(|| start.clone());
                 let page = txn.scan(&from, end, PAGE).await?;

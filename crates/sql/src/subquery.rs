@@ -451,6 +451,7 @@ pub(crate) fn per_row_access(s: &crate::rel::ScanNode) -> String {
     }
     match crate::plan::plan_scan(&s.table, f.as_ref()) {
         Ok(crate::plan::ScanPlan::Point(_)) if typed => "point get per outer row".into(),
+        Ok(crate::plan::ScanPlan::Points(_)) if typed => "point gets per outer row".into(),
         Ok(crate::plan::ScanPlan::Span { .. }) if typed => "span scan per outer row".into(),
         Ok(crate::plan::ScanPlan::Full { .. }) => format!("full scan /Table/{} per outer row", s.table.id),
         _ => "scan planned per outer row".into(),
