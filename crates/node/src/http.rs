@@ -20,6 +20,7 @@ use meridian_types::{KvError, Timestamp};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -33,7 +34,19 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/health/ready", get(ready))
         .route("/v1/status", get(status))
         .route("/metrics", get(metrics))
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
         .with_state(node)
+}
+
+const ENDPOINTS: &str = "POST /v1/sql, GET /health, GET /health/ready, GET /v1/status, GET /metrics";
+
+async fn no_route(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "08P01", format!("no endpoint {method} {}; the API is {ENDPOINTS}", uri.path()))
+}
+
+async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "08P01", format!("{method} is not allowed on {}; the API is {ENDPOINTS}", uri.path()))
 }
 
 #[derive(Deserialize)]
@@ -99,10 +112,12 @@ fn kv_error(k: KvError) -> ApiError {
         KvError::WriteConflict(_) | KvError::ReadUncertainty { .. } | KvError::WriteIntent { .. } | KvError::TxnAborted(_) => {
             ApiError { status: StatusCode::CONFLICT, code: "40001", message: format!("restart transaction: {msg}"), retryable: true }
         }
+        // The router follows these until the deadline; one left over means the range could not
+        // be reached in time.
         KvError::NotLeaseholder { .. } | KvError::RangeNotFound { .. } | KvError::KeyOutOfRange { .. } => ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
-            code: "40001",
-            message: format!("restart transaction: {msg}"),
+            code: "57P03",
+            message: format!("range unavailable: {msg}"),
             retryable: true,
         },
         KvError::Unavailable(_) => ApiError { status: StatusCode::SERVICE_UNAVAILABLE, code: "57P03", message: msg, retryable: true },
@@ -142,9 +157,13 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 
 async fn sql(State(node): State<Arc<Node>>, body: Body) -> Result<Response, ApiError> {
     let limit = node.cfg.max_body_bytes;
-    let bytes = axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "54000", format!("request body exceeds the limit of {limit} bytes")))?;
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        if e.into_inner().downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "54000", format!("request body exceeds the limit of {limit} bytes"))
+        } else {
+            ApiError::new(StatusCode::BAD_REQUEST, "08P01", "could not read the request body")
+        }
+    })?;
     let req: SqlRequest =
         serde_json::from_slice(&bytes).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "08P01", format!("invalid request: {e}")))?;
     if req.read.is_some() {
@@ -185,6 +204,8 @@ async fn run_transaction(
 ) -> Result<(Vec<QueryResult>, Timestamp), ApiError> {
     let mut restart_ts = None;
     let mut backoff = Duration::from_millis(5);
+    let m = &node.metrics;
+    m.requests.fetch_add(1, Ordering::Relaxed);
     for attempt in 1..=MAX_ATTEMPTS {
         let mut txn = Txn::new(node.clone(), deadline, restart_ts);
         let res = match meridian_sql::execute(&mut txn, db, stmts, &node.cfg.exec).await {
@@ -200,6 +221,7 @@ async fn run_transaction(
                 restart_ts = None;
             }
             Err(SqlError::Kv(e)) if e.is_txn_retryable() && attempt < MAX_ATTEMPTS && Instant::now() + backoff < deadline => {
+                m.restarts.fetch_add(1, Ordering::Relaxed);
                 if let KvError::ReadUncertainty { ts } = e {
                     restart_ts = Some(ts);
                 } else {
@@ -208,9 +230,16 @@ async fn run_transaction(
                 tokio::time::sleep(backoff + Duration::from_micros(rand::random::<u64>() % 5000)).await;
                 backoff = (backoff * 2).min(Duration::from_millis(200));
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                let e = ApiError::from(e);
+                if e.code == "40001" {
+                    m.conflicts.fetch_add(1, Ordering::Relaxed);
+                }
+                return Err(e);
+            }
         }
     }
+    m.conflicts.fetch_add(1, Ordering::Relaxed);
     Err(kv_error(KvError::WriteConflict("too many conflicting attempts".into())))
 }
 
@@ -286,11 +315,18 @@ async fn status(State(node): State<Arc<Node>>) -> Response {
 async fn metrics(State(node): State<Arc<Node>>) -> Response {
     let replicas = node.store.replicas();
     let leaders = replicas.iter().filter(|r| r.group().is_leader()).count();
+    let m = &node.metrics;
     let text = format!(
-        "# TYPE meridian_ranges gauge\nmeridian_ranges {}\n# TYPE meridian_leaseholders gauge\nmeridian_leaseholders {}\n# TYPE meridian_wal_fsyncs_total counter\nmeridian_wal_fsyncs_total {}\n",
+        "# TYPE meridian_ranges gauge\nmeridian_ranges {}\n# TYPE meridian_leaseholders gauge\nmeridian_leaseholders {}\n# TYPE meridian_wal_fsyncs_total counter\nmeridian_wal_fsyncs_total {}\n\
+         # TYPE meridian_sql_requests_total counter\nmeridian_sql_requests_total {}\n\
+         # TYPE meridian_txn_restarts_total counter\nmeridian_txn_restarts_total {}\n\
+         # TYPE meridian_txn_conflicts_total counter\nmeridian_txn_conflicts_total {}\n",
         replicas.len(),
         leaders,
-        node.engine.syncer().fsync_count()
+        node.engine.syncer().fsync_count(),
+        m.requests.load(Ordering::Relaxed),
+        m.restarts.load(Ordering::Relaxed),
+        m.conflicts.load(Ordering::Relaxed),
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

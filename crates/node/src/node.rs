@@ -75,6 +75,19 @@ pub struct Node {
     rowid_micros: std::sync::atomic::AtomicU64,
     /// When each unresponsive node was first seen unresponsive.
     unresponsive_since: std::sync::Mutex<std::collections::HashMap<NodeId, Instant>>,
+    /// Request counters shown by `/metrics`.
+    pub metrics: RequestMetrics,
+}
+
+/// Counters of the SQL requests this node served as a gateway.
+#[derive(Default)]
+pub struct RequestMetrics {
+    /// Requests run (each a transaction).
+    pub requests: std::sync::atomic::AtomicU64,
+    /// Attempts that failed with a retryable conflict (40001 class) and were run again.
+    pub restarts: std::sync::atomic::AtomicU64,
+    /// Requests answered 40001 after the gateway's retries ran out.
+    pub conflicts: std::sync::atomic::AtomicU64,
 }
 
 fn dyn_transport(t: &Arc<TcpTransport>) -> Arc<dyn Transport> {
@@ -106,6 +119,7 @@ impl Node {
             me: me.clone(),
             unresponsive_since: Default::default(),
             rowid_micros: Default::default(),
+            metrics: Default::default(),
         });
         transport.set_handler(Arc::new(NodeHandler(Arc::downgrade(&node))));
         let listener = tokio::net::TcpListener::bind(&cfg.listen_addr)
