@@ -1,6 +1,11 @@
 //! Multi-range Raft scenarios on the simulated transport: several nodes in one process, each
 //! with its own RocksDB store, messages delivered in-process with partitions and crashes
 //! injected by the test. Each test names the behaviour it shows.
+//!
+//! Determinism: the network, the partitions and the crashes are fully controlled by the test,
+//! and every assertion is about outcomes (who may commit, what is applied), never timing. The
+//! schedule itself is not replayable: openraft draws election timeouts from its own RNG and the
+//! WAL fsyncs run on a real thread, so each test waits for outcomes with generous deadlines.
 
 use futures::future::BoxFuture;
 use meridian_raft_glue::{Frame, Handler, RaftTimings, Service, SimNetwork};
@@ -227,16 +232,79 @@ async fn partitioned_leader_loses_writes_majority_elects_and_heal_catches_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarted_node_recovers_its_replicas_from_the_store() {
     let mut c = Cluster::new(3, 5000).await;
-    c.create_range(10, 1, &[1, 2, 3]).await;
-    c.write(10, b"\x0a1", b"before", Duration::from_secs(10)).await.unwrap();
-    assert!(c.wait_applied(3, b"\x0a1", b"before", Duration::from_secs(5)).await);
+    // Three ranges founded on different nodes: node 3 likely leads one of them when it dies.
+    for (range, founder) in [(10u64, 1u64), (11, 2), (12, 3)] {
+        c.create_range(range, founder, &[1, 2, 3]).await;
+        c.write(range, &[range as u8, 1], b"before", Duration::from_secs(10)).await.unwrap();
+        assert!(c.wait_applied(3, &[range as u8, 1], b"before", Duration::from_secs(5)).await);
+    }
     c.crash(3).await;
-    c.write(10, b"\x0a2", b"while-down", Duration::from_secs(10)).await.unwrap();
+    for range in 10u64..=12 {
+        c.write(range, &[range as u8, 2], b"while-down", Duration::from_secs(10)).await.unwrap();
+    }
     let s = c.open(3, &c.root.join("n3")).await;
     c.stores[2] = Some(s);
-    assert!(c.store(3).replica(10).is_some(), "replica restarted from the store, no re-creation");
-    assert!(c.wait_applied(3, b"\x0a2", b"while-down", Duration::from_secs(10)).await, "restarted node catches up from the log");
-    assert_eq!(mvcc::get(c.store(3).engine(), b"\x0a1", Timestamp::MAX, None).unwrap(), Some(b"before".to_vec()));
+    for range in 10u64..=12 {
+        assert!(c.store(3).replica(range).is_some(), "r{range} restarted from the store, no re-creation");
+        let key = [range as u8, 2];
+        assert!(c.wait_applied(3, &key, b"while-down", Duration::from_secs(10)).await, "r{range}: restarted node catches up from the log");
+        assert_eq!(mvcc::get(c.store(3).engine(), &[range as u8, 1], Timestamp::MAX, None).unwrap(), Some(b"before".to_vec()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_of_one_node_moves_every_range_it_led_and_heal_converges_all() {
+    let c = Cluster::new(3, 5000).await;
+    for (range, founder) in [(10u64, 1u64), (11, 2), (12, 3), (13, 1)] {
+        c.create_range(range, founder, &[1, 2, 3]).await;
+        c.write(range, &[range as u8, 0], b"v1", Duration::from_secs(10)).await.unwrap();
+    }
+    // Cut off the node leading the most ranges.
+    let leads = |n: u64| (10u64..=13).filter(|r| c.leader(*r) == Some(n)).count();
+    let cut = (1..=3).max_by_key(|n| leads(*n)).unwrap();
+    assert!(leads(cut) > 0);
+    c.net.partition(&[cut], &[1, 2, 3]);
+    // Every range commits on the majority side, led from there, while the cut-off node
+    // acknowledges nothing.
+    for range in 10u64..=13 {
+        let key = [range as u8, 0];
+        let req = KvRequest::Write(WriteRequest {
+            range_id: range,
+            read_ts: None,
+            read_spans: vec![],
+            writes: vec![Write::put(key.to_vec(), b"lost".to_vec())],
+        });
+        let isolated = tokio::time::timeout(Duration::from_millis(1500), c.store(cut).handle_kv(req)).await;
+        assert!(!matches!(isolated, Ok(KvResponse::Write(_))), "r{range}: the cut-off node acknowledged a write");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let majority: Vec<u64> = (1..=3).filter(|n| *n != cut).collect();
+            if let Some(l) = majority.iter().copied().find(|n| c.store(*n).replica(range).unwrap().group().is_leader()) {
+                let req = KvRequest::Write(WriteRequest {
+                    range_id: range,
+                    read_ts: None,
+                    read_spans: vec![],
+                    writes: vec![Write::put(key.to_vec(), b"v2".to_vec())],
+                });
+                if matches!(c.store(l).handle_kv(req).await, KvResponse::Write(_)) {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "r{range}: the majority never committed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    c.net.heal();
+    for range in 10u64..=13 {
+        let key = [range as u8, 0];
+        for n in 1..=3 {
+            assert!(c.wait_applied(n, &key, b"v2", Duration::from_secs(15)).await, "r{range} converged on n{n}");
+        }
+        let l = c.leader(range).expect("a leader after healing");
+        assert_eq!(c.read_at(l, range, &key).await.unwrap(), Some(b"v2".to_vec()));
+    }
+    let lost = mvcc::scan(c.store(cut).engine(), &[10], &[14], Timestamp::MAX, None, 0).unwrap().0;
+    assert!(lost.iter().all(|(_, v)| v != b"lost"), "no unacknowledged write applied anywhere");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
