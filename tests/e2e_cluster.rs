@@ -295,3 +295,69 @@ async fn bulk_insert_select_in_one_transaction_and_transaction_control() {
     assert_eq!((st, r["error"]["code"].clone()), (400, json!("0A000")), "{r}");
     assert_eq!(rows(&c.must(0, "bulk", "SELECT count(*) FROM b WHERE k = 0").await), vec![json!([0])]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_serves_the_statements_it_suggests_and_stops_cleanly_on_ctrl_c() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let _g = serial().await;
+    // Three consecutive free HTTP ports.
+    let base = (20_000 + std::process::id() % 20_000 * 2..60_000)
+        .step_by(7)
+        .find(|p| (0..3).all(|i| std::net::TcpListener::bind(("127.0.0.1", (p + i) as u16)).is_ok()))
+        .expect("free ports") as u16;
+    let mut child = tokio::process::Command::new(common::bin())
+        .args(["demo", "--nodes", "3", "--http-port", &base.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut curls, mut store) = (Vec::new(), None);
+    let printed = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(l) = lines.next_line().await.unwrap() {
+            if let Some(dir) = l.split("(stores in ").nth(1) {
+                store = Some(std::path::PathBuf::from(dir.trim_end_matches(')')));
+            }
+            if let Some(cmd) = l.trim().strip_prefix("curl -s ") {
+                let (url, rest) = cmd.split_once(' ').unwrap();
+                let body = rest.strip_prefix("-d '").and_then(|b| b.strip_suffix('\'')).unwrap();
+                curls.push((url.to_string(), body.to_string()));
+            }
+            if l.contains("Ctrl-C") {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(printed.is_ok(), "the demo never printed its URLs");
+    let store = store.expect("the demo names its stores");
+    assert!(store.exists());
+    assert_eq!(curls.len(), 4, "{curls:?}");
+    let client = reqwest::Client::new();
+    let mut last = serde_json::Value::Null;
+    for (url, body) in &curls {
+        // The first statement may come before the cluster is ready to serve: retry briefly.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let r = client.post(url).header("content-type", "application/json").body(body.clone()).send().await;
+            if let Ok(r) = r {
+                let st = r.status().as_u16();
+                last = r.json().await.unwrap_or_default();
+                if st == 200 {
+                    break;
+                }
+                assert!(st == 503 && Instant::now() < deadline, "{url} {body}: {st} {last}");
+            }
+            assert!(Instant::now() < deadline, "{url} never answered");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+    assert_eq!(rows(&last), vec![json!([1, "one"]), json!([2, "two"])], "the suggested SELECT through another node");
+    // Ctrl-C: a clean exit that removes the temporary stores.
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let st = tokio::time::timeout(Duration::from_secs(30), child.wait()).await.expect("demo stops after Ctrl-C").unwrap();
+    assert!(st.success(), "{st:?}");
+    assert!(!store.exists(), "the demo's stores are deleted");
+}

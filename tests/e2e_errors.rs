@@ -33,6 +33,24 @@ async fn bad_input_gets_clear_errors() {
     assert_eq!((st, code(&b).as_str()), (413, "54000"), "{b}");
     let (st, b) = raw(r#"{"statements": [{"sql": "SELECT 1"}], "timeout": "soon"}"#.into()).await;
     assert_eq!((st, code(&b).as_str()), (400, "22023"), "{b}");
+    let (st, b) = raw(r#"{"statements": []}"#.into()).await;
+    assert_eq!((st, code(&b).as_str()), (400, "08P01"), "{b}");
+    let (st, b) = raw(r#"{"statements": [{"sql": "SELECT 1; SELECT 2"}]}"#.into()).await;
+    assert_eq!(st, 400, "two statements in one entry: {b}");
+    // Unknown endpoints and methods get the JSON error shape too.
+    let r = c.client.get(format!("http://{}/v2/nope", c.nodes[0].http)).send().await.unwrap();
+    let st = r.status().as_u16();
+    let b: serde_json::Value = r.json().await.unwrap_or_default();
+    assert_eq!((st, code(&b).as_str()), (404, "08P01"), "{b}");
+    let r = c.client.get(&url).send().await.unwrap();
+    let st = r.status().as_u16();
+    let b: serde_json::Value = r.json().await.unwrap_or_default();
+    assert_eq!((st, code(&b).as_str()), (405, "08P01"), "{b}");
+    // A schema change with other statements is refused before anything runs.
+    let (st, b) = c.sql(0, "d", &[("CREATE TABLE t2 (k INT PRIMARY KEY)", json!([])), ("INSERT INTO t VALUES (9, 'x')", json!([]))]).await;
+    assert_eq!((st, code(&b).as_str()), (400, "0A000"), "{b}");
+    let (st, b) = c.sql(0, "d", &[("SELECT * FROM t2", json!([]))]).await;
+    assert_eq!((st, code(&b).as_str()), (400, "42P01"), "the refused CREATE TABLE did not run: {b}");
 
     let cases: Vec<(&str, serde_json::Value, u16, &str)> = vec![
         ("SELEC * FROM t", json!([]), 400, "42601"),
@@ -40,15 +58,17 @@ async fn bad_input_gets_clear_errors() {
         ("SELECT nope FROM t", json!([]), 400, "42703"),
         ("INSERT INTO t VALUES (1, 'dup')", json!([]), 409, "23505"),
         ("INSERT INTO t (k) VALUES (2)", json!([]), 409, "23502"),
-        ("SELECT * FROM t WHERE k = $1", json!([]), 400, ""),
-        ("SELECT * FROM t WHERE k = $1", json!(["not a number"]), 400, ""),
+        ("SELECT * FROM t WHERE k = $1", json!([]), 400, "08P01"),
+        ("SELECT * FROM t WHERE k = $1", json!([1, 2]), 400, "08P01"),
+        ("SELECT * FROM t WHERE k = $1", json!(["not a number"]), 400, "22P02"),
+        ("SELECT * FROM t WHERE k = $1", json!([{"an": "object"}]), 400, "22P02"),
         ("SELECT 1 / 0", json!([]), 400, "22012"),
     ];
     for (sql, args, status, want) in cases {
         let (st, b) = c.sql(0, "d", &[(sql, args.clone())]).await;
         assert_eq!(st, status, "{sql} {args}: {b}");
         let got = code(&b);
-        assert!(!got.is_empty() && (want.is_empty() || got == want), "{sql}: code {got}, want {want}: {b}");
+        assert_eq!(got, want, "{sql} {args}: {b}");
         assert!(b["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
     let (st, b) = c.sql(0, "nodb", &[("SELECT * FROM t", json!([]))]).await;

@@ -147,12 +147,15 @@ async fn index_built_while_two_other_gateways_write_has_exactly_every_rows_entry
         let by_rows = rows(&must(&c, gw, "SELECT n, a FROM t WHERE n + 0 >= 0 ORDER BY n").await);
         assert_eq!(by_unique, by_rows, "rows through t_n");
     }
-    // The unique index is enforced from every gateway.
-    let (st, body) = sql(&c, 1, "INSERT INTO t VALUES (-1, 1, 'dup', 5)", json!([])).await;
-    let n5 = rows(&must(&c, 1, "SELECT count(*) FROM t WHERE n = 5").await);
-    if n5 == vec![json!([1])] {
-        assert_eq!((st, body["error"]["code"].as_str()), (409, Some("23505")), "{body}");
+    // The unique index is enforced from every gateway: a value some row holds now (the writers
+    // have stopped, so it stays) cannot be inserted again, and the rows still hold it once.
+    let taken = rows(&must(&c, 0, "SELECT n FROM t WHERE n + 0 >= 0 ORDER BY n LIMIT 1").await)[0][0].clone();
+    for gw in 0..3 {
+        let (st, body) = sql(&c, gw, "INSERT INTO t VALUES (-1 - $2, 1, 'dup', $1)", json!([taken, gw])).await;
+        assert_eq!((st, body["error"]["code"].as_str()), (409, Some("23505")), "node {}: {body}", gw + 1);
     }
+    let holders = rows(&must(&c, 1, &format!("SELECT count(*) FROM t WHERE n + 0 = {taken}")).await);
+    assert_eq!(holders, vec![json!([1])], "n = {taken} is held by exactly one row");
     // DROP INDEX while writers are gone: entries go, plans stop using it.
     must(&c, 2, "DROP INDEX t@t_a").await;
     let plan = rows(&must(&c, 0, "EXPLAIN SELECT k FROM t WHERE a = 3").await);

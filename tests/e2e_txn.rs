@@ -58,12 +58,33 @@ where
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn isolation_anomalies_across_ranges_are_prevented() {
-    let _g = serial().await;
+/// Sum over the running nodes of the gateway's retried attempts (`meridian_txn_restarts_total`):
+/// each is a transaction that lost a conflict (40001) and was run again.
+async fn restarts(c: &Cluster) -> u64 {
+    let mut n = 0;
+    for i in 0..c.nodes.len() {
+        if !c.is_running(i) {
+            continue;
+        }
+        let text = c.client.get(format!("http://{}/metrics", c.nodes[i].http)).send().await.unwrap().text().await.unwrap();
+        let line = text.lines().find(|l| l.starts_with("meridian_txn_restarts_total ")).expect("restart counter");
+        n += line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap();
+    }
+    n
+}
+
+async fn anomaly_cluster() -> Arc<Cluster> {
     let c = Arc::new(Cluster::start(3, &[]).await);
     two_tables(&c).await;
+    c
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_update_across_ranges_is_prevented() {
+    // The losers' attempts fail with 40001 and are retried by their gateway (counted).
+    let _g = serial().await;
+    let c = anomaly_cluster().await;
+    let before = restarts(&c).await;
     // Lost update: concurrent read-modify-write of a row in each range, through every gateway.
     // Every acknowledged increment is counted exactly once, in both rows.
     req(&c, 0, &["INSERT INTO a VALUES (1, 0)", "INSERT INTO b VALUES (1, 0)"]).await;
@@ -84,27 +105,52 @@ async fn isolation_anomalies_across_ranges_are_prevented() {
     assert!(acked > 0);
     assert_eq!(int(&c.must(1, "t", "SELECT v FROM a WHERE k = 1").await), acked, "lost update in a");
     assert_eq!(int(&c.must(2, "t", "SELECT v FROM b WHERE k = 1").await), acked, "lost update in b");
+    let lost = restarts(&c).await - before;
+    eprintln!("{lost} attempts lost a conflict (40001) and were retried");
+    assert!(lost > 0, "the transactions never conflicted: the scenario did not test anything");
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_skew_across_ranges_is_prevented() {
+    let _g = serial().await;
+    let c = anomaly_cluster().await;
+    let mut conflicted = 0;
     // Write skew: two on-call doctors, one per range; each may leave only if the other stays.
     // Serializable: never both off.
-    for round in 0..12 {
+    // At least 12 rounds, and on until some round's transactions actually conflicted.
+    for round in 0..60 {
         req(&c, 0, &["UPSERT INTO a VALUES (5, 1)", "UPSERT INTO b VALUES (5, 1)"]).await;
+        let r0 = restarts(&c).await;
         let c1 = c.clone();
         let c2 = c.clone();
         let t1 = tokio::spawn(async move { req(&c1, 1, &["UPDATE a SET v = 0 WHERE k = 5 AND (SELECT v FROM b WHERE k = 5) = 1"]).await });
         let t2 = tokio::spawn(async move { req(&c2, 2, &["UPDATE b SET v = 0 WHERE k = 5 AND (SELECT v FROM a WHERE k = 5) = 1"]).await });
         let (r1, r2) = (t1.await.unwrap(), t2.await.unwrap());
+        conflicted += restarts(&c).await - r0;
         for (st, body) in [&r1, &r2] {
             assert!(*st == 200 || body["error"]["code"] == "40001", "round {round}: {st} {body}");
         }
         let on = int(&c.must(0, "t", "SELECT (SELECT v FROM a WHERE k = 5) + (SELECT v FROM b WHERE k = 5)").await);
         assert!(on >= 1, "round {round}: write skew, both doctors left");
+        if round >= 11 && conflicted > 0 {
+            break;
+        }
     }
+    eprintln!("{conflicted} attempts lost a conflict (40001) and were retried");
+    assert!(conflicted > 0, "the transactions never conflicted: the scenario did not test anything");
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phantom_across_ranges_is_prevented() {
+    let _g = serial().await;
+    let c = anomaly_cluster().await;
+    let mut conflicted = 0;
     // Phantom: each inserts into its table only while the other table has no row matching a
     // predicate. Serializable: at most one of them inserts.
-    for round in 0..12 {
+    // At least 12 rounds, and on until some round's transactions actually conflicted.
+    for round in 0..60 {
         req(&c, 0, &["DELETE FROM a WHERE k >= 100", "DELETE FROM b WHERE k >= 100"]).await;
+        let r0 = restarts(&c).await;
         let c1 = c.clone();
         let c2 = c.clone();
         let t1 =
@@ -116,13 +162,24 @@ async fn isolation_anomalies_across_ranges_are_prevented() {
                 async move { req(&c2, 2, &["INSERT INTO b SELECT 100, 1 WHERE NOT EXISTS (SELECT 1 FROM a WHERE k >= 100)"]).await },
             );
         let (r1, r2) = (t1.await.unwrap(), t2.await.unwrap());
+        conflicted += restarts(&c).await - r0;
         for (st, body) in [&r1, &r2] {
             assert!(*st == 200 || body["error"]["code"] == "40001", "round {round}: {st} {body}");
         }
         let n = int(&c.must(0, "t", "SELECT (SELECT count(*) FROM a WHERE k >= 100) + (SELECT count(*) FROM b WHERE k >= 100)").await);
         assert!(n <= 1, "round {round}: phantom, both inserted");
+        if round >= 11 && conflicted > 0 {
+            break;
+        }
     }
+    eprintln!("{conflicted} attempts lost a conflict (40001) and were retried");
+    assert!(conflicted > 0, "the transactions never conflicted: the scenario did not test anything");
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_skew_across_ranges_is_prevented() {
+    let _g = serial().await;
+    let c = anomaly_cluster().await;
     // Read skew: transfers between the ranges keep a + b constant; readers of both in one
     // request never see a transfer half done.
     req(&c, 0, &["UPSERT INTO a VALUES (9, 500)", "UPSERT INTO b VALUES (9, 500)"]).await;
@@ -168,7 +225,7 @@ async fn a_coordinator_that_dies_after_prepare_leaves_no_lock_behind() {
     c.must(0, "t", "INSERT INTO b VALUES (1, 1)").await;
     // Node 3 becomes a coordinator that exits between laying its intents and committing.
     c.sigkill(2);
-    c.spawn_with_env(2, &[("MERIDIAN_TESTING_DIE_AFTER_PREPARE", "1")]);
+    c.spawn_with_env(2, &[("MERIDIAN_TESTING_DIE_AT", "after-prepare")]);
     c.wait_ready(2, Duration::from_secs(60)).await;
     let (st, _) = req(&c, 2, &["UPDATE a SET v = 100 WHERE k = 1", "UPDATE b SET v = 100 WHERE k = 1"]).await;
     assert_ne!(st, 200, "the coordinator died before answering");
@@ -185,6 +242,35 @@ async fn a_coordinator_that_dies_after_prepare_leaves_no_lock_behind() {
     c.wait_ready(2, Duration::from_secs(60)).await;
     let body = c.must(2, "t", "SELECT (SELECT v FROM a WHERE k = 1), (SELECT v FROM b WHERE k = 1)").await;
     assert_eq!(rows(&body)[0], json!([2, 2]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_that_dies_after_committing_leaves_its_writes_to_readers() {
+    // Shows: a transaction whose record says committed is committed, even though its
+    // coordinator died before resolving a single intent: readers that meet the intents learn
+    // the outcome from the record and resolve them, on every range.
+    let _g = serial().await;
+    let c = Cluster::start(3, &[]).await;
+    two_tables(&c).await;
+    c.must(0, "t", "INSERT INTO a VALUES (1, 1)").await;
+    c.must(0, "t", "INSERT INTO b VALUES (1, 1)").await;
+    c.sigkill(2);
+    c.spawn_with_env(2, &[("MERIDIAN_TESTING_DIE_AT", "after-record")]);
+    c.wait_ready(2, Duration::from_secs(60)).await;
+    let (st, _) = req(&c, 2, &["UPDATE a SET v = 100 WHERE k = 1", "UPDATE b SET v = 100 WHERE k = 1"]).await;
+    assert_ne!(st, 200, "the coordinator died before answering");
+    for gw in [0, 1] {
+        let body = c.must(gw, "t", "SELECT (SELECT v FROM a WHERE k = 1), (SELECT v FROM b WHERE k = 1)").await;
+        assert_eq!(rows(&body)[0], json!([100, 100]), "the committed transaction, whole, through node {}", gw + 1);
+    }
+    // Later writers go through, and the data stays consistent after the node returns.
+    let (st, body) = req(&c, 1, &["UPDATE a SET v = v + 1 WHERE k = 1", "UPDATE b SET v = v + 1 WHERE k = 1"]).await;
+    assert_eq!(st, 200, "{body}");
+    c.sigkill(2);
+    c.spawn(2);
+    c.wait_ready(2, Duration::from_secs(60)).await;
+    let body = c.must(2, "t", "SELECT (SELECT v FROM a WHERE k = 1), (SELECT v FROM b WHERE k = 1)").await;
+    assert_eq!(rows(&body)[0], json!([101, 101]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -242,38 +328,48 @@ async fn bank_over_two_ranges_keeps_its_total_with_and_without_a_sigkill() {
     let s = bank(&c, 6).await;
     assert_eq!(s["check"]["ok"], true, "{s}");
     assert!(s["ops"]["transfer"]["count"].as_u64().unwrap_or(0) > 50, "{s}");
-    // Again, with node 2 SIGKILLed in the middle (the workload only uses nodes 1 and 3).
-    let killer = {
+    // Again, SIGKILLing the leaseholder of an accounts range in the middle (the node that
+    // created the new tables leads them: the workload's first gateway, so the final check reads
+    // through the next one), while every gateway carries transfers.
+    let killed = {
         let c = c.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs(3)).await;
-            c.sigkill(1);
+            let st = c.status(0).await;
+            let newest = st["ranges"].as_array().into_iter().flatten().filter_map(|r| r["table_id"].as_u64()).max();
+            let victim = match newest {
+                Some(t) => c.leaseholder_of_table(t).await.unwrap_or(0),
+                None => 0,
+            };
+            c.sigkill(victim);
+            victim
         })
     };
-    let urls = format!("http://{},http://{}", c.nodes[0].http, c.nodes[2].http);
+    let urls: Vec<String> = (0..3).map(|i| format!("http://{}", c.nodes[i].http)).collect();
     let out = tokio::process::Command::new(common::bin())
-        .args([
-            "workload",
-            "bank",
-            "--url",
-            &urls,
-            "--concurrency",
-            "32",
-            "--duration",
-            "10s",
-            "--accounts",
-            "200",
-            "--tables",
-            "2",
-            "--json",
-        ])
+        .args(["workload", "bank", "--url", &urls.join(","), "--concurrency", "32", "--duration", "12s"])
+        .args(["--accounts", "200", "--tables", "2", "--json"])
         .output()
         .await
         .unwrap();
-    killer.await.unwrap();
+    let victim = killed.await.unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "bank with a SIGKILL failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     let s: Value = serde_json::from_str(stdout.lines().last().unwrap_or("null")).unwrap();
+    eprintln!("killed node {} (a leaseholder) during the run: {s}", victim + 1);
+    assert!(s["ops"]["transfer"]["count"].as_u64().unwrap_or(0) > 50, "{s}");
+    // Both account ranges serve writes again after the failover, through the survivors.
+    let live = (0..3).find(|i| *i != victim).unwrap();
+    for t in 0..2 {
+        let (st, body) = c
+            .sql_body(
+                live,
+                json!({"database": "bench", "timeout": "20s",
+            "statements": [{"sql": format!("UPDATE accounts_{t} SET balance = balance WHERE id < 10")}]}),
+            )
+            .await;
+        assert_eq!(st, 200, "accounts_{t} after the kill: {body}");
+    }
     assert_eq!(s["check"]["ok"], true, "{s}");
 }
 
