@@ -73,6 +73,21 @@ async fn write_through_one_node_read_through_another() {
         assert!(Instant::now() < deadline, "table range not fully replicated: {st}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // SHOW RANGES agrees with the status, from any gateway: the table is one range, whose
+    // leaseholder is one of its three replicas, holding the rows' bytes.
+    let leaseholder = c.leaseholder_of_table(FIRST_TABLE_ID).await.expect("a leaseholder") as u64 + 1;
+    for gw in 0..3 {
+        let r = rows(&c.must(gw, "bank", "SHOW RANGES FROM TABLE kv").await);
+        assert_eq!(r.len(), 1, "{r:?}");
+        let r = &r[0];
+        assert_eq!((&r[0], &r[1]), (&json!("/Min"), &json!("/Max")), "{r:?}");
+        assert_eq!(r[4], json!(leaseholder), "{r:?}");
+        let mut replicas: Vec<u64> = r[6].as_array().unwrap().iter().map(|n| n.as_u64().unwrap()).collect();
+        replicas.sort();
+        assert_eq!(replicas, vec![1, 2, 3], "{r:?}");
+        assert!(r[3].as_u64().unwrap() > 0, "size of two rows: {r:?}");
+        assert_eq!(r[5], json!(format!("region=local,zone=z{leaseholder}")), "{r:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -300,8 +300,11 @@ async fn status(State(node): State<Arc<Node>>) -> Response {
         })
         .collect();
     let locality: serde_json::Map<String, Value> = node.cfg.locality.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+    let leaseholders = ranges.iter().filter(|r| r["is_leaseholder"] == true).count();
     axum::Json(json!({
         "node_id": node.node_id(),
+        "replica_count": ranges.len(),
+        "leaseholder_count": leaseholders,
         "cluster_id": node.cluster_id(),
         "addr": node.cfg.listen_addr,
         "http_addr": node.cfg.http_addr,

@@ -161,7 +161,17 @@ impl Router {
     /// deadline. Routing errors that mean "the range is not what you think" are returned so the
     /// caller can look the key up again; the cache entry is dropped first.
     pub async fn send(&self, desc: &RangeDescriptor, req: KvRequest, deadline: Instant) -> Result<KvResponse, KvError> {
-        let is_write = !matches!(req, KvRequest::Read(_));
+        self.send_and_say_who(desc, req, deadline).await.map(|(_, r)| r)
+    }
+
+    /// [`Router::send`], also naming the node that answered (the leaseholder).
+    pub async fn send_and_say_who(
+        &self,
+        desc: &RangeDescriptor,
+        req: KvRequest,
+        deadline: Instant,
+    ) -> Result<(NodeId, KvResponse), KvError> {
+        let is_write = !req.is_read_only();
         let frame_body = admin::encode(&req);
         // A large write (a big transaction's commit) needs time to be replicated and applied:
         // 1 ms more per KiB, so it is not reported as ambiguous while it is still progressing.
@@ -220,7 +230,7 @@ impl Router {
                     }
                     Ok(r) => {
                         self.note_leaseholder(desc.range_id, node);
-                        return Ok(r);
+                        return Ok((node, r));
                     }
                     Err(NetError::Timeout(_)) if is_write => {
                         return Err(KvError::Ambiguous(format!("leaseholder n{node} of r{} did not answer", desc.range_id)));

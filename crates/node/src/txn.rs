@@ -716,6 +716,35 @@ impl TxnClient for Txn {
         self.node.catalog.clear();
         Ok(())
     }
+
+    async fn ranges(&mut self, start: &[u8], end: &[u8]) -> Result<Vec<meridian_sql::RangeInfo>, SqlError> {
+        let localities: BTreeMap<u64, String> = self.node.router.nodes().iter().map(|n| (n.node_id, n.locality_string())).collect();
+        let mut out = Vec::new();
+        let mut cursor = start.to_vec();
+        while cursor.as_slice() < end {
+            let desc = self.node.router.lookup(&cursor, self.deadline).await?;
+            let req = KvRequest::RangeStats { range_id: desc.range_id };
+            let (leaseholder, desc, bytes) = match self.node.router.send_and_say_who(&desc, req, self.deadline).await {
+                Ok((n, KvResponse::RangeStats { desc, bytes })) => (n, desc, bytes),
+                Ok((_, other)) => return Err(SqlError::Kv(KvError::Internal(format!("unexpected stats answer {other:?}")))),
+                // The range moved or changed: look it up again.
+                Err(KvError::KeyOutOfRange { .. } | KvError::RangeNotFound { .. }) if Instant::now() < self.deadline => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let replicas = desc.replicas.iter().map(|r| r.node_id).collect();
+            out.push(meridian_sql::RangeInfo {
+                range_id: desc.range_id,
+                start_key: desc.start_key.clone(),
+                end_key: desc.end_key.clone(),
+                size_bytes: bytes,
+                leaseholder,
+                replicas,
+                localities: localities.clone(),
+            });
+            cursor = desc.end_key;
+        }
+        Ok(out)
+    }
 }
 
 /// Sends an admin request to `node` (locally without the network).

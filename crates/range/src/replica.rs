@@ -15,7 +15,7 @@ use meridian_storage::{Engine, mvcc};
 use meridian_types::kv::{
     PrepareRequest, ReadOp, ReadRequest, ReadResponse, ReadResult, ResolveRequest, TxnRecord, WriteRequest, WriteResponse,
 };
-use meridian_types::{Hlc, KvError, Timestamp};
+use meridian_types::{Hlc, KvError, RangeDescriptor, ReplicaDescriptor, ReplicaKind, Timestamp};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -213,6 +213,34 @@ impl Replica {
             ApplyResult::Txn(r) => Ok(r),
             r => Err(self.apply_error(r)),
         }
+    }
+
+    /// The descriptor (with the current members as its replicas) and MVCC bytes of this range,
+    /// from its leaseholder (the size is counted by a scan of the span: for `SHOW RANGES`, not
+    /// for hot paths).
+    pub async fn stats(&self) -> Result<(RangeDescriptor, u64), KvError> {
+        if !self.group.is_leader() {
+            return Err(self.not_leaseholder());
+        }
+        let mut desc = self.fsm.live_descriptor().ok_or(KvError::RangeNotFound { range_id: self.range_id() })?;
+        // The replicas are the Raft membership now (the descriptor keeps the founding set).
+        desc.replicas = self
+            .group
+            .status()
+            .members
+            .iter()
+            .map(|m| ReplicaDescriptor {
+                replica_id: m.replica_id,
+                node_id: m.node_id,
+                kind: if m.voter { ReplicaKind::Voter } else { ReplicaKind::NonVoter },
+            })
+            .collect();
+        let (engine, start, end) = (self.engine.clone(), desc.start_key.clone(), desc.end_key.clone());
+        let bytes = tokio::task::spawn_blocking(move || mvcc::span_bytes(&engine, &start, &end))
+            .await
+            .map_err(|e| KvError::Internal(e.to_string()))?
+            .map_err(|e| KvError::Internal(e.to_string()))?;
+        Ok((desc, bytes))
     }
 
     /// A transaction record held here, linearizably.

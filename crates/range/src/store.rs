@@ -107,6 +107,7 @@ impl Store {
             KvRequest::EndTxn { txn_id, commit, now_ms, .. } => replica.end_txn(txn_id, commit, now_ms).await.map(KvResponse::Txn),
             KvRequest::Heartbeat { txn_id, expires_ms, .. } => replica.heartbeat(txn_id, expires_ms).await.map(KvResponse::Txn),
             KvRequest::QueryTxn { txn_id, .. } => replica.query_txn(txn_id).await.map(KvResponse::Txn),
+            KvRequest::RangeStats { .. } => replica.stats().await.map(|(desc, bytes)| KvResponse::RangeStats { desc, bytes }),
         };
         res.unwrap_or_else(KvResponse::Error)
     }

@@ -499,6 +499,9 @@ pub(crate) async fn drop_index<T: TxnClient>(
 pub(crate) async fn show_variable<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, variable: &[Ident]) -> Result<QueryResult, SqlError> {
     let word =
         |i: Option<&Ident>, ws: &[&str]| i.is_some_and(|i| i.quote_style.is_none() && ws.iter().any(|w| i.value.eq_ignore_ascii_case(w)));
+    if word(variable.first(), &["ranges"]) && word(variable.get(1), &["from"]) && word(variable.get(2), &["table"]) && variable.len() > 3 {
+        return crate::show::show_ranges(txn, ctx, &ObjectName::from(variable[3..].to_vec())).await;
+    }
     if !(word(variable.first(), &["indexes", "index", "keys"]) && word(variable.get(1), &["from", "in"]) && variable.len() > 2) {
         let head: Vec<String> = variable.iter().take(1).map(|i| i.value.clone()).collect();
         return Err(unsupported(format!("unsupported statement: SHOW {}", head.join(" "))));

@@ -52,7 +52,7 @@ pub use catalog::{CheckDesc, ColumnDesc, DatabaseDesc, IndexDesc, SqlType, Table
 pub use datum::Datum;
 pub use error::SqlError;
 pub use exec::{Column, ExecOptions, QueryResult, execute};
-pub use txn::TxnClient;
+pub use txn::{RangeInfo, TxnClient};
 
 #[cfg(test)]
 mod tests;

@@ -184,4 +184,19 @@ impl TxnClient for MemTxn {
         self.schema_history.extend(self.tables.values().cloned());
         Ok(())
     }
+
+    /// One range, "range 1" on "node 1", holding the whole span; its size is the bytes of the
+    /// keys and values in it.
+    async fn ranges(&mut self, start: &[u8], end: &[u8]) -> Result<Vec<crate::RangeInfo>, SqlError> {
+        let size_bytes = self.data.range(start.to_vec()..end.to_vec()).map(|(k, v)| (k.len() + v.len()) as u64).sum();
+        Ok(vec![crate::RangeInfo {
+            range_id: 1,
+            start_key: start.to_vec(),
+            end_key: end.to_vec(),
+            size_bytes,
+            leaseholder: 1,
+            replicas: vec![1],
+            localities: [(1, "region=mem".to_string())].into(),
+        }])
+    }
 }

@@ -84,4 +84,26 @@ pub trait TxnClient: Send {
     /// transactions that used an older one are refused at commit. Called by schema changes
     /// between descriptor versions, so at most two adjacent versions are ever in use.
     fn wait_for_schema_propagation(&mut self) -> impl Future<Output = Result<(), SqlError>> + Send;
+    // --- introspection ---
+    /// The ranges holding `[start, end)`, in key order, as their leaseholders see them now (not
+    /// part of the transaction). The default says the implementation has no ranges.
+    fn ranges(&mut self, start: &[u8], end: &[u8]) -> impl Future<Output = Result<Vec<RangeInfo>, SqlError>> + Send {
+        let _ = (start, end);
+        async { Err(SqlError::user(crate::error::codes::UNSUPPORTED, "this store has no ranges to show")) }
+    }
+}
+
+/// One range, as `SHOW RANGES` reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RangeInfo {
+    pub range_id: u64,
+    pub start_key: Vec<u8>,
+    pub end_key: Vec<u8>,
+    /// MVCC bytes (every version and intent) in the range, counted by its leaseholder.
+    pub size_bytes: u64,
+    pub leaseholder: u64,
+    /// Node ids of the replicas, voters and non-voters, in descriptor order.
+    pub replicas: Vec<u64>,
+    /// `region=..,zone=..` of a node, by node id (those known to the gateway).
+    pub localities: std::collections::BTreeMap<u64, String>,
 }

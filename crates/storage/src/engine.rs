@@ -158,12 +158,6 @@ impl Engine {
             Some(r) => r.map(|(k, v)| Some((k.into_vec(), v.into_vec()))).map_err(rocks),
         }
     }
-
-    /// Approximate bytes of `cf` in `[start, end)` (from SST and memtable statistics).
-    pub fn approximate_size(&self, start: &[u8], end: &[u8]) -> u64 {
-        let r = rocksdb::Range::new(start, end);
-        self.db.get_approximate_sizes_cf(self.cf(Cf::Data), &[r]).first().copied().unwrap_or(0)
-    }
 }
 
 #[cfg(test)]

@@ -194,6 +194,18 @@ pub fn scan(
     Ok((rows, None))
 }
 
+/// Bytes (keys and values) of every version and intent of the user keys in `[start, end)`,
+/// counted by a scan: O(span), for statistics shown on demand.
+pub fn span_bytes(engine: &Engine, start: &[u8], end: &[u8]) -> Result<u64> {
+    let (lo, hi) = data_bounds(start, end);
+    let mut total = 0u64;
+    for kv in engine.iter(Cf::Data, &lo, &hi) {
+        let (k, v) = kv?;
+        total += (k.len() + v.len()) as u64;
+    }
+    Ok(total)
+}
+
 /// The newest version timestamp in `[start, end)` that is above `ts`, if any: used to validate
 /// that what a transaction read has not changed since it read it.
 pub fn newer_version_in_span(engine: &Engine, start: &[u8], end: &[u8], ts: Timestamp) -> Result<Option<Timestamp>> {

@@ -201,6 +201,10 @@ pub enum KvRequest {
         range_id: RangeId,
         txn_id: u128,
     },
+    /// The range's descriptor and size, from its leaseholder (`SHOW RANGES`).
+    RangeStats {
+        range_id: RangeId,
+    },
 }
 
 impl KvRequest {
@@ -211,8 +215,16 @@ impl KvRequest {
             KvRequest::MarkDropped { range_id } => *range_id,
             KvRequest::Prepare(p) => p.range_id,
             KvRequest::Resolve(r) => r.range_id,
-            KvRequest::EndTxn { range_id, .. } | KvRequest::QueryTxn { range_id, .. } | KvRequest::Heartbeat { range_id, .. } => *range_id,
+            KvRequest::EndTxn { range_id, .. }
+            | KvRequest::QueryTxn { range_id, .. }
+            | KvRequest::Heartbeat { range_id, .. }
+            | KvRequest::RangeStats { range_id } => *range_id,
         }
+    }
+
+    /// Whether the request changes nothing, so it may be re-sent after a lost answer.
+    pub fn is_read_only(&self) -> bool {
+        matches!(self, KvRequest::Read(_) | KvRequest::QueryTxn { .. } | KvRequest::RangeStats { .. })
     }
 }
 
@@ -225,4 +237,9 @@ pub enum KvResponse {
     /// A prepare succeeded at this timestamp (the commit timestamp must be at or above it).
     Prepared(Timestamp),
     Txn(TxnRecord),
+    /// The leaseholder's descriptor of its range and the bytes of every MVCC version it holds.
+    RangeStats {
+        desc: crate::RangeDescriptor,
+        bytes: u64,
+    },
 }

@@ -363,3 +363,25 @@ fn hostile_input_gets_errors_not_panics() {
     // The table is intact afterwards.
     assert_eq!(rows(&mut t, "SELECT k, v FROM kv"), vec![vec![json!(1), json!("a")]]);
 }
+
+#[test]
+fn show_ranges_lists_the_ranges_of_a_table() {
+    let mut t = setup();
+    run(&mut t, "CREATE TABLE r (k INT PRIMARY KEY, v TEXT)");
+    let before = rows(&mut t, "SHOW RANGES FROM TABLE r");
+    assert_eq!(
+        before,
+        vec![vec![json!("/Min"), json!("/Max"), json!(1), json!(0), json!(1), json!("region=mem"), json!([1]), json!(["region=mem"])]]
+    );
+    run(&mut t, "INSERT INTO r VALUES (1, 'one'), (2, 'two')");
+    let after = rows(&mut t, "show ranges from table r");
+    assert!(after[0][3].as_u64().unwrap() > 0, "the size counts the rows: {after:?}");
+    assert_eq!(err(&mut t, "SHOW RANGES FROM TABLE nope"), "42P01");
+    assert_eq!(err(&mut t, "SHOW RANGES"), "0A000");
+    let r = run(&mut t, "SHOW RANGES FROM TABLE r");
+    let names: Vec<&str> = r.columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["start_key", "end_key", "range_id", "range_size", "lease_holder", "lease_holder_locality", "replicas", "replica_localities"]
+    );
+}
