@@ -220,6 +220,14 @@ async fn run_transaction(
                 node.catalog.clear();
                 restart_ts = None;
             }
+            // A range split or moved under the request's commit (nothing of it was applied): run
+            // it again, routed afresh.
+            Err(SqlError::Kv(KvError::KeyOutOfRange { .. })) if attempt < MAX_ATTEMPTS && Instant::now() + backoff < deadline => {
+                m.restarts.fetch_add(1, Ordering::Relaxed);
+                restart_ts = None;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_millis(200));
+            }
             Err(SqlError::Kv(e)) if e.is_txn_retryable() && attempt < MAX_ATTEMPTS && Instant::now() + backoff < deadline => {
                 m.restarts.fetch_add(1, Ordering::Relaxed);
                 if let KvError::ReadUncertainty { ts } = e {

@@ -18,6 +18,7 @@ mod http;
 mod node;
 mod records;
 mod router;
+mod split;
 mod txn;
 mod workload;
 

@@ -77,6 +77,8 @@ pub struct Node {
     unresponsive_since: std::sync::Mutex<std::collections::HashMap<NodeId, Instant>>,
     /// Request counters shown by `/metrics`.
     pub metrics: RequestMetrics,
+    /// Keeps the meta records of the ranges this node leads true (`split`).
+    meta_upkeep: crate::split::MetaUpkeep,
 }
 
 /// Counters of the SQL requests this node served as a gateway.
@@ -120,6 +122,7 @@ impl Node {
             unresponsive_since: Default::default(),
             rowid_micros: Default::default(),
             metrics: Default::default(),
+            meta_upkeep: Default::default(),
         });
         transport.set_handler(Arc::new(NodeHandler(Arc::downgrade(&node))));
         let listener = tokio::net::TcpListener::bind(&cfg.listen_addr)
@@ -360,6 +363,9 @@ impl Node {
                 tracing::debug!(error = %e, "node refresh failed");
             }
             self.replicate_queue().await;
+            if let Some(me) = self.self_arc() {
+                self.meta_upkeep.run(&me).await;
+            }
         }
     }
 

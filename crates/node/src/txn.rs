@@ -103,17 +103,29 @@ impl Txn {
         }
     }
 
-    /// Reads through the router, re-resolving the range when it moved or split.
+    /// Reads through the router, re-resolving the range when it moved or split. A scan is cut at
+    /// the end of the range holding `key` (the caller goes on from there).
     async fn read(&mut self, key: &[u8], op: ReadOp) -> Result<(RangeDescriptor, ReadResult), KvError> {
         loop {
             let desc = self.node.router.lookup(key, self.deadline).await?;
-            match self.send_read(&desc, vec![op.clone()]).await {
+            let op = match &op {
+                ReadOp::Scan { start, end, limit } if end.as_slice() > desc.end_key.as_slice() => {
+                    ReadOp::Scan { start: start.clone(), end: desc.end_key.clone(), limit: *limit }
+                }
+                other => other.clone(),
+            };
+            match self.send_read(&desc, vec![op]).await {
                 Ok(r) => {
                     let res = r.into_iter().next().ok_or_else(|| KvError::Internal("empty read".into()))?;
                     self.descs.entry(desc.range_id).or_insert_with(|| desc.clone());
                     return Ok((desc, res));
                 }
-                Err(KvError::KeyOutOfRange { .. }) if Instant::now() < self.deadline => continue,
+                // The range changed (split) since the router's view: look it up again shortly
+                // (a meta record may lag the split for a moment).
+                Err(KvError::KeyOutOfRange { .. }) if Instant::now() < self.deadline => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                }
                 // Another transaction's intent at or below the read: learn its outcome first.
                 Err(KvError::WriteIntent { key, txn }) => dist_txn::push(&self.node, self.deadline, &key, &txn).await?,
                 Err(e) => return Err(e),
@@ -401,21 +413,27 @@ impl TxnClient for Txn {
             return Err(SqlError::user("42P01", format!("relation \"{name}\" does not exist")));
         };
         let (start, end) = keys::table_span(desc.id);
-        let meta_key = keys::meta_key(&end);
-        let rdesc: Option<RangeDescriptor> = self.sys_get(meta_key.clone()).await?;
-        // First make every replica refuse the range, so no gateway with a cached descriptor can
-        // write into the dropped table; then remove it from the catalog.
-        if let Some(rdesc) = &rdesc {
+        // Every range of the table (it may have split), by its meta records.
+        let metas = (keys::meta_key(&keys::key_next(&start)), keys::meta_key(&keys::key_next(&end)));
+        let rdescs: Vec<RangeDescriptor> = self.sys_scan(metas.0.clone(), metas.1.clone()).await?;
+        // First make every replica refuse the ranges, so no gateway with a cached descriptor can
+        // write into the dropped table; then remove it from the catalog, with a marker that keeps
+        // the ranges' meta records from being written again (crate::split).
+        for rdesc in &rdescs {
             match self.node.router.send(rdesc, KvRequest::MarkDropped { range_id: rdesc.range_id }, self.deadline).await {
                 Ok(_) | Err(KvError::RangeNotFound { .. }) => {}
                 Err(e) => return Err(SqlError::Kv(e)),
             }
         }
+        let table_id = desc.id;
         self.sys_txn(move |t| {
-            let (key, meta_key) = (key.clone(), meta_key.clone());
+            let (key, metas) = (key.clone(), metas.clone());
             Box::pin(async move {
                 t.delete(key);
-                t.delete(meta_key);
+                for (k, _) in t.scan(&metas.0, &metas.1, 0).await? {
+                    t.delete(k);
+                }
+                t.put(keys::dropped_table_key(table_id), vec![1]);
                 Ok(())
             })
         })
@@ -423,11 +441,12 @@ impl TxnClient for Txn {
         self.node.router.evict_span(&start, &end);
         self.node.catalog.clear();
         // Destroy the replicas (best effort: a node that is down keeps an orphan replica).
-        if let Some(rdesc) = rdesc {
+        let live = self.node.live_nodes().await;
+        for rdesc in rdescs {
             let mut nodes: Vec<_> = rdesc.replicas.iter().map(|r| r.node_id).collect();
-            for n in self.node.live_nodes().await {
-                if !nodes.contains(&n) {
-                    nodes.push(n);
+            for n in &live {
+                if !nodes.contains(n) {
+                    nodes.push(*n);
                 }
             }
             for n in nodes {
@@ -668,7 +687,10 @@ impl TxnClient for Txn {
             let ops = mine.iter().map(|&i| ReadOp::Get { key: keys[i].clone() }).collect();
             let results = match self.send_read(&desc, ops).await {
                 Ok(r) => r,
-                Err(KvError::KeyOutOfRange { .. }) if Instant::now() < self.deadline => continue,
+                Err(KvError::KeyOutOfRange { .. }) if Instant::now() < self.deadline => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                }
                 Err(KvError::WriteIntent { key, txn }) => {
                     dist_txn::push(&self.node, self.deadline, &key, &txn).await?;
                     continue;
@@ -717,6 +739,10 @@ impl TxnClient for Txn {
         Ok(())
     }
 
+    async fn split_at(&mut self, key: &[u8]) -> Result<(), SqlError> {
+        crate::split::split_at(&self.node, key, self.deadline).await
+    }
+
     async fn ranges(&mut self, start: &[u8], end: &[u8]) -> Result<Vec<meridian_sql::RangeInfo>, SqlError> {
         let localities: BTreeMap<u64, String> = self.node.router.nodes().iter().map(|n| (n.node_id, n.locality_string())).collect();
         let mut out = Vec::new();
@@ -731,6 +757,16 @@ impl TxnClient for Txn {
                 Err(KvError::KeyOutOfRange { .. } | KvError::RangeNotFound { .. }) if Instant::now() < self.deadline => continue,
                 Err(e) => return Err(e.into()),
             };
+            if !desc.contains_key(&cursor) {
+                // The meta record was older than the range (a split whose record is not written
+                // yet): look again shortly, the leaseholders correct it (crate::split).
+                self.node.router.evict_span(&desc.start_key, &desc.end_key);
+                if Instant::now() + Duration::from_millis(50) >= self.deadline {
+                    return Err(SqlError::Kv(KvError::Timeout));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
             let replicas = desc.replicas.iter().map(|r| r.node_id).collect();
             out.push(meridian_sql::RangeInfo {
                 range_id: desc.range_id,

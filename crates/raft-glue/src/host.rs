@@ -5,7 +5,9 @@
 //! creates it (bootstrap, new table), or a leader reaches this node with a message for a replica
 //! id of a range the node does not host yet (the leader added it as a learner): the host then
 //! creates an empty replica with that id, which catches up from the log or a snapshot.
-//! A destroyed replica leaves a tombstone so late messages cannot resurrect it.
+//! A destroyed replica leaves a tombstone so late messages cannot resurrect it. A range created by
+//! a split starts from the state the split wrote ([`crate::split`]); a snapshot that would take
+//! a span another replica here still holds is refused until that replica has split.
 
 use crate::group::Group;
 use crate::log_store::LogStore;
@@ -175,6 +177,15 @@ impl RaftHost {
         Ok(())
     }
 
+    /// Another hosted range whose span overlaps `[start, end)`.
+    fn overlapping(&self, range: RangeId, start: &[u8], end: &[u8]) -> Option<RangeId> {
+        let groups = self.groups.read().unwrap_or_else(|e| e.into_inner());
+        groups.iter().filter(|(id, _)| **id != range).find_map(|(id, g)| {
+            let (s, e) = g.fsm.span()?;
+            (s.as_slice() < end && start < e.as_slice()).then_some(*id)
+        })
+    }
+
     /// Stops every group (clean shutdown).
     pub async fn shutdown(&self) {
         for g in self.groups() {
@@ -209,6 +220,11 @@ impl RaftHost {
             RaftMsg::Vote { req, .. } => group.raft.vote(req).await.map(RaftReply::Vote).unwrap_or_else(|e| err(&e)),
             RaftMsg::PreVote { req, .. } => group.raft.pre_vote(req).await.map(RaftReply::Vote).unwrap_or_else(|e| err(&e)),
             RaftMsg::Snapshot { vote, meta, data, .. } => {
+                if let Some(other) = crate::state_machine::snapshot_span(&data).and_then(|(s, e)| self.overlapping(range, &s, &e)) {
+                    // Another replica here still holds part of the span: a split this node has
+                    // not applied yet (crate::split). The leader retries later.
+                    return RaftReply::Error(format!("snapshot of r{range} overlaps r{other} on this node; retry after it splits"));
+                }
                 let snap = openraft::alias::SnapshotOf::<crate::types::TypeConfig, Vec<u8>> { meta, snapshot: data };
                 group.raft.install_full_snapshot(vote, snap).await.map(RaftReply::Snapshot).unwrap_or_else(|e| err(&e))
             }

@@ -15,6 +15,8 @@
 //! - [`group`]: the narrow API the layers above use: propose, linearizable-read barrier,
 //!   leadership, membership changes, status.
 //!
+//! - [`split`]: the starting state of a range created by splitting another.
+//!
 //! Not handled yet: quiescing idle groups, chunked snapshot streaming (a snapshot travels as one
 //! frame), merges, replica garbage collection after removal.
 
@@ -22,6 +24,7 @@ pub mod group;
 pub mod host;
 pub mod log_store;
 pub mod network;
+pub mod split;
 pub mod state_machine;
 pub mod transport;
 pub mod types;

@@ -39,7 +39,13 @@ pub trait Fsm: Send + Sync + 'static {
     fn reload(&self, engine: &Engine);
 }
 
-/// What a snapshot carries besides its metadata.
+/// The span a snapshot's data covers (decoded from the front of the payload only).
+pub(crate) fn snapshot_span(data: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+    postcard::take_from_bytes::<Option<(Vec<u8>, Vec<u8>)>>(data).ok().and_then(|(span, _)| span)
+}
+
+/// What a snapshot carries besides its metadata. `span` must stay the first field
+/// ([`snapshot_span`]).
 #[derive(Serialize, Deserialize)]
 struct SnapshotPayload {
     span: Option<(Vec<u8>, Vec<u8>)>,

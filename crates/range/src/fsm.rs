@@ -48,6 +48,8 @@ pub enum RangeCommand {
     EndTxn { txn_id: u128, commit: Option<Timestamp>, now_ms: u64 },
     /// The coordinator of a transaction anchored here is alive until `expires_ms`.
     Heartbeat { txn_id: u128, expires_ms: u64 },
+    /// Split the range in two (`crate::split`).
+    Split(crate::split::SplitCmd),
 }
 
 /// A one-range transaction's writes, with what it read and when.
@@ -75,6 +77,10 @@ pub enum ApplyResult {
     OutOfRange,
     Dropped,
     Invalid(String),
+    /// The range split: its new descriptor, and the new range's.
+    Split(Box<(RangeDescriptor, RangeDescriptor)>),
+    /// Refused for now; the proposer may retry later.
+    Busy(String),
 }
 
 /// A prepared transaction's read of a span: no other transaction may write into it until the
@@ -116,9 +122,13 @@ pub struct RangeFsm {
     unflushed: std::sync::Mutex<Unflushed>,
     /// The last applied log index, for waiters.
     applied: watch::Sender<u64>,
+    /// Replicas of new ranges created by splits applied in the unwritten batch: started (sent to
+    /// the hook) once the batch is written.
+    split_replicas: std::sync::Mutex<Vec<(RangeId, meridian_types::ReplicaId)>>,
+    split_hook: std::sync::OnceLock<Box<dyn Fn(RangeId, meridian_types::ReplicaId) + Send + Sync>>,
 }
 
-fn storage_failure(range: RangeId, e: impl std::fmt::Debug) -> ! {
+pub(crate) fn storage_failure(range: RangeId, e: impl std::fmt::Debug) -> ! {
     // A storage read failure during apply must not let replicas diverge: stop.
     panic!("r{range}: storage failure during apply: {e:?}")
 }
@@ -131,9 +141,24 @@ impl RangeFsm {
             state: RwLock::new(RangeState::default()),
             unflushed: Default::default(),
             applied: watch::channel(0).0,
+            split_replicas: Default::default(),
+            split_hook: Default::default(),
         });
         fsm.reload(engine);
         fsm
+    }
+
+    pub fn range_id(&self) -> RangeId {
+        self.range_id
+    }
+
+    /// Called with (new range, this node's replica) for each split applied here, once written.
+    pub fn set_split_hook(&self, hook: Box<dyn Fn(RangeId, meridian_types::ReplicaId) + Send + Sync>) {
+        let _ = self.split_hook.set(hook);
+    }
+
+    pub(crate) fn note_split(&self, range: RangeId, replica: meridian_types::ReplicaId) {
+        self.split_replicas.lock().unwrap_or_else(|e| e.into_inner()).push((range, replica));
     }
 
     pub fn state(&self) -> RangeState {
@@ -345,14 +370,20 @@ impl Fsm for RangeFsm {
                 let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
                 let mut next = st.clone();
                 let r = match &cmd {
-                    RangeCommand::SetDescriptor(d) => {
-                        if d.range_id == self.range_id {
+                    RangeCommand::SetDescriptor(d) => match &next.desc {
+                        _ if d.range_id != self.range_id => ApplyResult::Invalid("descriptor of another range".into()),
+                        // The same descriptor again (a retried proposal): done already.
+                        Some(cur) if cur == d => ApplyResult::Ok,
+                        // Only a newer descriptor of the same span: one proposed from an older
+                        // view (before a split) must not undo the split.
+                        Some(cur) if cur.start_key != d.start_key || cur.end_key != d.end_key || d.generation <= cur.generation => {
+                            ApplyResult::Busy("the descriptor changed since this one was made".into())
+                        }
+                        _ => {
                             next.desc = Some(d.clone());
                             ApplyResult::Ok
-                        } else {
-                            ApplyResult::Invalid("descriptor of another range".into())
                         }
-                    }
+                    },
                     RangeCommand::Write(w) => self.apply_write(engine, batch, &mut next, w),
                     RangeCommand::MarkDropped => {
                         next.dropped = true;
@@ -380,6 +411,7 @@ impl Fsm for RangeFsm {
                         };
                         ApplyResult::Txn(rec)
                     }
+                    RangeCommand::Split(c) => self.apply_split(engine, batch, &mut next, c),
                     RangeCommand::Heartbeat { txn_id, expires_ms } => {
                         let rec = next.txn_records.entry(*txn_id).or_insert(TxnRecord { status: TxnStatus::Pending, expires_ms: 0 });
                         if rec.status == TxnStatus::Pending {
@@ -388,7 +420,10 @@ impl Fsm for RangeFsm {
                         ApplyResult::Txn(*rec)
                     }
                 };
-                if matches!(r, ApplyResult::Ok | ApplyResult::Committed(_) | ApplyResult::Prepared(_) | ApplyResult::Txn(_)) {
+                if matches!(
+                    r,
+                    ApplyResult::Ok | ApplyResult::Committed(_) | ApplyResult::Prepared(_) | ApplyResult::Txn(_) | ApplyResult::Split(..)
+                ) {
                     persist(engine, batch, self.range_id, &next);
                     *st = next;
                 }
@@ -403,6 +438,12 @@ impl Fsm for RangeFsm {
         u.versions.clear();
         u.intents.clear();
         drop(u);
+        let splits = std::mem::take(&mut *self.split_replicas.lock().unwrap_or_else(|e| e.into_inner()));
+        if let Some(hook) = self.split_hook.get() {
+            for (range, replica) in splits {
+                hook(range, replica);
+            }
+        }
         self.applied.send_replace(index);
     }
 

@@ -1,6 +1,6 @@
 //! One replicated range: the state machine every replica applies ([`fsm`]), the leaseholder's
 //! request evaluation ([`replica`]), and the node's set of replicas answering KV requests
-//! ([`store`]).
+//! ([`store`]), and splitting a range in two ([`split`]).
 //!
 //! The path of a one-range transaction: the gateway reads at a timestamp chosen by the
 //! leaseholder ([`replica::Replica::read`]: read barrier through Raft, timestamp-cache bump, wait
@@ -15,13 +15,14 @@
 //! be elected while it holds) makes its local reads linearizable; when the lease is not known to
 //! be valid, the read barrier falls back to a quorum round (read index).
 //!
-//! Not handled yet: intents and transaction records (multi-range transactions), closed
-//! timestamps and follower reads, splits and merges, MVCC garbage collection.
+//! Not handled yet: closed timestamps and follower reads, merges, MVCC garbage collection.
 
 pub mod fsm;
 pub mod replica;
+pub mod split;
 pub mod store;
 
 pub use fsm::{RangeCommand, RangeFsm};
 pub use replica::Replica;
+pub use split::SplitCmd;
 pub use store::Store;

@@ -15,7 +15,7 @@ use meridian_storage::{Engine, mvcc};
 use meridian_types::kv::{
     PrepareRequest, ReadOp, ReadRequest, ReadResponse, ReadResult, ResolveRequest, TxnRecord, WriteRequest, WriteResponse,
 };
-use meridian_types::{Hlc, KvError, RangeDescriptor, ReplicaDescriptor, ReplicaKind, Timestamp};
+use meridian_types::{Hlc, KvError, RangeDescriptor, ReplicaDescriptor, ReplicaId, ReplicaKind, Timestamp};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -241,6 +241,29 @@ impl Replica {
             .map_err(|e| KvError::Internal(e.to_string()))?
             .map_err(|e| KvError::Internal(e.to_string()))?;
         Ok((desc, bytes))
+    }
+
+    /// Splits the range at `split_key` into itself and `new_range_id`, whose replicas get ids from
+    /// `replica_ids` (one per current member, in member order). Returns both descriptors.
+    pub async fn split(
+        &self,
+        split_key: Vec<u8>,
+        new_range_id: u64,
+        replica_ids: &[ReplicaId],
+    ) -> Result<(RangeDescriptor, RangeDescriptor), KvError> {
+        if !self.group.is_leader() {
+            return Err(self.not_leaseholder());
+        }
+        let members = self.group.status().members;
+        if members.len() > replica_ids.len() {
+            return Err(KvError::Internal(format!("{} replica ids for {} members", replica_ids.len(), members.len())));
+        }
+        let replicas = members.iter().zip(replica_ids).map(|(m, id)| (m.replica_id, (*id, m.node_id, m.voter))).collect();
+        match self.propose_cmd(&RangeCommand::Split(crate::split::SplitCmd { split_key, new_range_id, replicas })).await? {
+            ApplyResult::Split(descs) => Ok(*descs),
+            ApplyResult::Busy(why) => Err(KvError::Unavailable(format!("r{} cannot split now: {why}", self.range_id()))),
+            r => Err(self.apply_error(r)),
+        }
     }
 
     /// A transaction record held here, linearizably.

@@ -337,3 +337,48 @@ async fn replacement_replica_catches_up_by_snapshot_after_log_purge() {
     c.write(10, b"\x0afin", b"ok", Duration::from_secs(10)).await.unwrap();
     assert!(c.wait_applied(4, b"\x0afin", b"ok", Duration::from_secs(10)).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_starts_the_new_range_everywhere_even_on_a_node_cut_off_during_it() {
+    let c = Cluster::new(3, 5000).await;
+    c.create_range(10, 1, &[1, 2, 3]).await;
+    for i in 0..20u8 {
+        c.write(10, &[10, i], b"v1", Duration::from_secs(10)).await.unwrap();
+    }
+    for n in 1..=3 {
+        assert!(c.wait_applied(n, &[10, 19], b"v1", Duration::from_secs(5)).await);
+    }
+    let l = c.leader(10).unwrap();
+    let cut = (1..=3).find(|n| *n != l).unwrap();
+    c.net.partition(&[cut], &[1, 2, 3]);
+    let (left, right) = c.store(l).replica(10).unwrap().split(vec![10, 10], 20, &[201, 202, 203, 204]).await.unwrap();
+    assert_eq!((left.end_key.clone(), right.start_key.clone(), right.end_key.clone()), (vec![10, 10], vec![10, 10], vec![11]));
+    // The new range elects a leader on the connected side, serves the keys it inherited and
+    // takes writes; the old range refuses them.
+    c.write(20, &[10, 15], b"v2", Duration::from_secs(15)).await.unwrap();
+    let l20 = c.leader(20).expect("range 20 has a leader");
+    assert_ne!(l20, cut);
+    assert_eq!(c.read_at(l20, 20, &[10, 12]).await.unwrap(), Some(b"v1".to_vec()));
+    let req = KvRequest::Write(WriteRequest {
+        range_id: 10,
+        read_ts: None,
+        read_spans: vec![],
+        writes: vec![Write::put(vec![10, 16], b"no".to_vec())],
+    });
+    let l10 = c.leader(10).unwrap();
+    assert!(matches!(c.store(l10).handle_kv(req).await, KvResponse::Error(KvError::KeyOutOfRange { .. })));
+    c.write(10, &[10, 3], b"left", Duration::from_secs(10)).await.unwrap();
+    assert!(c.store(cut).replica(20).is_none(), "the cut-off node has not applied the split");
+    // Healed, the cut-off node applies the split, starts its replica of the new range from it
+    // and catches up on both ranges.
+    c.net.heal();
+    assert!(c.wait_applied(cut, &[10, 15], b"v2", Duration::from_secs(20)).await, "the new range caught up on n{cut}");
+    assert!(c.wait_applied(cut, &[10, 3], b"left", Duration::from_secs(20)).await, "the old range caught up on n{cut}");
+    assert_eq!(c.store(cut).replica(10).unwrap().fsm().descriptor(), Some(left));
+    assert_eq!(c.store(cut).replica(20).unwrap().fsm().descriptor().map(|d| d.start_key), Some(vec![10, 10]));
+    assert_eq!(
+        mvcc::get(c.store(cut).engine(), &[10, 16], Timestamp::MAX, None).unwrap(),
+        Some(b"v1".to_vec()),
+        "the refused write never applied"
+    );
+}

@@ -85,13 +85,24 @@ pub async fn execute<T: TxnClient>(
     // Every entry is parsed, and transaction control checked, before anything runs.
     let prepared = statements.iter().map(|(sql, args)| prepare(sql, args)).collect::<Result<Vec<_>, _>>()?;
     txn_control::check(&prepared.iter().map(|p| &p.parsed.stmt).collect::<Vec<_>>())?;
+    if prepared.iter().any(|p| p.parsed.split.is_some())
+        && prepared.iter().filter(|p| txn_control::tag(&p.parsed.stmt).is_none()).count() > 1
+    {
+        return Err(SqlError::user(
+            codes::UNSUPPORTED,
+            "ALTER TABLE ... SPLIT AT must be the only statement of its request: a split takes effect on its own, outside the request's transaction",
+        ));
+    }
     let mut out = Vec::with_capacity(statements.len());
     for p in &prepared {
         out.push(match txn_control::tag(&p.parsed.stmt) {
             Some(tag) => QueryResult::tag(tag, 0),
             None => {
                 let ctx = Ctx { db: database, args: &p.args, now, budget: budget.clone(), outer: None };
-                execute_one(txn, &ctx, &p.parsed.stmt, p.parsed.upsert).await?
+                match (&p.parsed.split, &p.parsed.stmt) {
+                    (Some(table), Statement::Query(q)) => crate::split_at::split_at(txn, &ctx, table, q).await?,
+                    _ => execute_one(txn, &ctx, &p.parsed.stmt, p.parsed.upsert).await?,
+                }
             }
         });
     }

@@ -44,6 +44,7 @@ mod join;
 mod parse_cache;
 mod query;
 mod show;
+mod split_at;
 mod subquery;
 mod txn_control;
 mod write;

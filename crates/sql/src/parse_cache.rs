@@ -29,6 +29,9 @@ pub(crate) struct Parsed {
     pub upsert: bool,
     /// The highest `$n` placeholder (0 if none).
     pub placeholders: usize,
+    /// `ALTER TABLE <this> SPLIT AT <stmt>`: `stmt` is the query of split points
+    /// (`crate::split_at`).
+    pub split: Option<sqlparser::ast::ObjectName>,
 }
 
 #[derive(Default)]
@@ -69,6 +72,14 @@ fn insert(g: &mut Generations, sql: &str, p: Arc<Parsed>) {
 }
 
 fn parse_uncached(sql: &str) -> Result<Parsed, SqlError> {
+    if let Some((table, query)) = crate::split_at::split_syntax(sql) {
+        let mut p = parse_uncached(&query)?;
+        if !matches!(p.stmt, Statement::Query(_)) || p.upsert || p.split.is_some() {
+            return Err(SqlError::user(codes::SYNTAX, "SPLIT AT needs a query (VALUES or SELECT)"));
+        }
+        p.split = Some(table);
+        return Ok(p);
+    }
     let (text, upsert) = strip_upsert(sql);
     // CockroachDB's `t@idx` index names become something sqlparser accepts.
     let rewritten = crate::index_ddl::rewrite_at_syntax(&text);
@@ -94,7 +105,7 @@ fn parse_uncached(sql: &str) -> Result<Parsed, SqlError> {
     if upsert && !matches!(stmt, Statement::Insert(_)) {
         return Err(SqlError::user(codes::SYNTAX, "syntax error at or near \"UPSERT\""));
     }
-    Ok(Parsed { stmt, upsert, placeholders })
+    Ok(Parsed { stmt, upsert, placeholders, split: None })
 }
 
 /// `UPSERT INTO t ...` is CockroachDB syntax sqlparser does not know: it becomes `INSERT INTO t

@@ -33,6 +33,8 @@ pub struct MemTxn {
     /// Table descriptors as they were at each `wait_for_schema_propagation`, so tests can see
     /// the states a schema change stepped through.
     pub schema_history: Vec<TableDesc>,
+    /// Range boundaries made by `split_at` (sorted): `ranges` reports the span cut at them.
+    pub splits: std::collections::BTreeSet<Vec<u8>>,
 }
 
 impl MemTxn {
@@ -185,18 +187,29 @@ impl TxnClient for MemTxn {
         Ok(())
     }
 
-    /// One range, "range 1" on "node 1", holding the whole span; its size is the bytes of the
-    /// keys and values in it.
+    async fn split_at(&mut self, key: &[u8]) -> Result<(), SqlError> {
+        self.splits.insert(key.to_vec());
+        Ok(())
+    }
+
+    /// The span cut at the split points, each piece a range on "node 1" (ids from 1 in key
+    /// order); a range's size is the bytes of the keys and values in it.
     async fn ranges(&mut self, start: &[u8], end: &[u8]) -> Result<Vec<crate::RangeInfo>, SqlError> {
-        let size_bytes = self.data.range(start.to_vec()..end.to_vec()).map(|(k, v)| (k.len() + v.len()) as u64).sum();
-        Ok(vec![crate::RangeInfo {
-            range_id: 1,
-            start_key: start.to_vec(),
-            end_key: end.to_vec(),
-            size_bytes,
-            leaseholder: 1,
-            replicas: vec![1],
-            localities: [(1, "region=mem".to_string())].into(),
-        }])
+        let mut bounds = vec![start.to_vec()];
+        bounds.extend(self.splits.range(start.to_vec()..end.to_vec()).filter(|k| k.as_slice() > start).cloned());
+        bounds.push(end.to_vec());
+        Ok(bounds
+            .windows(2)
+            .enumerate()
+            .map(|(i, w)| crate::RangeInfo {
+                range_id: i as u64 + 1,
+                start_key: w[0].clone(),
+                end_key: w[1].clone(),
+                size_bytes: self.data.range(w[0].clone()..w[1].clone()).map(|(k, v)| (k.len() + v.len()) as u64).sum(),
+                leaseholder: 1,
+                replicas: vec![1],
+                localities: [(1, "region=mem".to_string())].into(),
+            })
+            .collect())
     }
 }

@@ -84,6 +84,13 @@ pub trait TxnClient: Send {
     /// transactions that used an older one are refused at commit. Called by schema changes
     /// between descriptor versions, so at most two adjacent versions are ever in use.
     fn wait_for_schema_propagation(&mut self) -> impl Future<Output = Result<(), SqlError>> + Send;
+    // --- ranges ---
+    /// Splits the range holding `key` so that a range starts at `key` (nothing if one does);
+    /// takes effect at once, outside the transaction. The default says there are no ranges.
+    fn split_at(&mut self, key: &[u8]) -> impl Future<Output = Result<(), SqlError>> + Send {
+        let _ = key;
+        async { Err(SqlError::user(crate::error::codes::UNSUPPORTED, "this store has no ranges to split")) }
+    }
     // --- introspection ---
     /// The ranges holding `[start, end)`, in key order, as their leaseholders see them now (not
     /// part of the transaction). The default says the implementation has no ranges.

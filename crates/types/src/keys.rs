@@ -52,6 +52,13 @@ pub fn counter_key(name: &str) -> Vec<u8> {
     k
 }
 
+/// Marks a dropped table, so that nothing recreates the meta records of its ranges.
+pub fn dropped_table_key(table_id: u64) -> Vec<u8> {
+    let mut k = vec![SYSTEM_PREFIX, b'x'];
+    encode_u64(&mut k, table_id);
+    k
+}
+
 pub fn node_key(node: NodeId) -> Vec<u8> {
     let mut k = vec![SYSTEM_PREFIX, b'n'];
     encode_u64(&mut k, node);

@@ -205,6 +205,14 @@ pub enum KvRequest {
     RangeStats {
         range_id: RangeId,
     },
+    /// Split the range at `split_key` (strictly inside it) into itself and `new_range_id`, whose
+    /// replicas take ids from `replica_ids` (at least one per current replica).
+    Split {
+        range_id: RangeId,
+        split_key: Vec<u8>,
+        new_range_id: RangeId,
+        replica_ids: Vec<crate::ReplicaId>,
+    },
 }
 
 impl KvRequest {
@@ -218,7 +226,8 @@ impl KvRequest {
             KvRequest::EndTxn { range_id, .. }
             | KvRequest::QueryTxn { range_id, .. }
             | KvRequest::Heartbeat { range_id, .. }
-            | KvRequest::RangeStats { range_id } => *range_id,
+            | KvRequest::RangeStats { range_id }
+            | KvRequest::Split { range_id, .. } => *range_id,
         }
     }
 
@@ -241,5 +250,10 @@ pub enum KvResponse {
     RangeStats {
         desc: crate::RangeDescriptor,
         bytes: u64,
+    },
+    /// The range split: its new descriptor and the new range's.
+    Split {
+        left: crate::RangeDescriptor,
+        right: crate::RangeDescriptor,
     },
 }

@@ -385,3 +385,38 @@ fn show_ranges_lists_the_ranges_of_a_table() {
         ["start_key", "end_key", "range_id", "range_size", "lease_holder", "lease_holder_locality", "replicas", "replica_localities"]
     );
 }
+
+#[test]
+fn split_at_cuts_the_table_span_at_primary_keys() {
+    let mut t = setup();
+    run(&mut t, "INSERT INTO kv (k, v) VALUES (1, 'a'), (5, 'b'), (9, 'c')");
+    let id = t.tables.values().find(|d| d.name == "kv").unwrap().id;
+    let r = run(&mut t, "ALTER TABLE kv SPLIT AT VALUES (5), (3)");
+    assert_eq!(r.tag, "SPLIT");
+    assert_eq!(r.rows, vec![vec![json!(format!("/Table/{id}/1/5")), json!("[5]")], vec![json!(format!("/Table/{id}/1/3")), json!("[3]")]]);
+    let ranges = rows(&mut t, "SHOW RANGES FROM TABLE kv");
+    let spans: Vec<(Value, Value)> = ranges.iter().map(|r| (r[0].clone(), r[1].clone())).collect();
+    let key = |k: i64| json!(format!("/Table/{id}/1/{k}"));
+    assert_eq!(spans, vec![(json!("/Min"), key(3)), (key(3), key(5)), (key(5), json!("/Max"))]);
+    let sizes: Vec<u64> = ranges.iter().map(|r| r[3].as_u64().unwrap()).collect();
+    assert!(sizes[0] > 0 && sizes[1] == 0 && sizes[2] > sizes[0], "one row, none, two rows: {sizes:?}");
+    // Split points from a query, cast to the key's type; an existing boundary is fine.
+    assert_eq!(run(&mut t, "alter table kv split at select g::TEXT::INT8 from generate_series(5, 7) as g").rows.len(), 3);
+    assert_eq!(rows(&mut t, "SHOW RANGES FROM TABLE kv").len(), 5);
+    assert_eq!(rows(&mut t, "SELECT count(*) FROM kv"), vec![vec![json!(3)]], "rows are untouched");
+    for (sql, code) in [
+        ("ALTER TABLE kv SPLIT AT VALUES (1, 2)", "42601"),
+        ("ALTER TABLE kv SPLIT AT VALUES (NULL)", "22004"),
+        ("ALTER TABLE kv SPLIT AT VALUES ('x')", "22P02"),
+        ("ALTER TABLE nope SPLIT AT VALUES (1)", "42P01"),
+        ("ALTER TABLE kv SPLIT AT", "42601"),
+        ("ALTER TABLE kv SPLIT AT DELETE FROM kv", "42601"),
+    ] {
+        assert_eq!(err(&mut t, sql), code, "{sql}");
+    }
+    let before = t.splits.len();
+    let stmts = vec![("ALTER TABLE kv SPLIT AT VALUES (8)".to_string(), vec![]), ("SELECT 1".to_string(), vec![])];
+    let e = block_on(execute(&mut t, "db", &stmts, &ExecOptions::default())).unwrap_err();
+    assert_eq!(e.code(), "0A000");
+    assert_eq!(t.splits.len(), before, "the refused request split nothing");
+}

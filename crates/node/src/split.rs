@@ -1,0 +1,135 @@
+//! Splitting ranges from a gateway, and keeping meta records true to the ranges.
+//!
+//! [`split_at`] asks the leaseholder of the range holding a key to split there (the split itself
+//! is a Raft command of that range: `meridian_range::split`), then records both resulting
+//! descriptors in the meta records. Meta records are a routing index whose truth is each range's
+//! own descriptor, so they are written with [`ensure_meta`] (a record is replaced only by a
+//! descriptor of a higher generation: every range that comes to end at a key descends from the
+//! ones that ended there before and has a higher generation), and each leaseholder re-checks the
+//! record of every range it leads whenever that range's generation changes
+//! ([`MetaUpkeep`]). A crash between a split and its meta records, at any point, therefore heals
+//! within about a second of a leaseholder being up; until then a gateway that routes by the old
+//! record is answered `KeyOutOfRange` and looks the key up again.
+//!
+//! A dropped table's ranges never get meta records back: DROP TABLE writes a marker
+//! (`keys::dropped_table_key`) in the transaction that deletes them, and [`ensure_meta`] reads it
+//! in its own.
+
+use crate::node::Node;
+use crate::records::SysRecord;
+use crate::txn::{Txn, allocate_ids};
+use meridian_sql::{SqlError, TxnClient};
+use meridian_types::keys;
+use meridian_types::kv::{KvRequest, KvResponse};
+use meridian_types::{KvError, RangeDescriptor, RangeId, SYSTEM_RANGE_ID};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Replica ids handed to a split: more than a range ever has replicas (unused ones are skipped;
+/// ids are never reused anyway).
+const SPLIT_REPLICA_IDS: u64 = 7;
+
+/// Splits the range holding `key` so that a range starts exactly at `key` (nothing to do if one
+/// already does). Retries while the range is busy with unfinished transactions or moving, until
+/// `deadline`.
+pub async fn split_at(node: &Arc<Node>, key: &[u8], deadline: Instant) -> Result<(), SqlError> {
+    let mut pause = Duration::from_millis(20);
+    loop {
+        let desc = node.router.lookup(key, deadline).await?;
+        if desc.start_key == key {
+            return Ok(());
+        }
+        let new_range_id = allocate_ids(node, "range", 1, deadline).await?;
+        let first = allocate_ids(node, "replica", SPLIT_REPLICA_IDS, deadline).await?;
+        let req = KvRequest::Split {
+            range_id: desc.range_id,
+            split_key: key.to_vec(),
+            new_range_id,
+            replica_ids: (first..first + SPLIT_REPLICA_IDS).collect(),
+        };
+        let res = node.router.send(&desc, req, deadline).await;
+        match res {
+            Ok(KvResponse::Split { left, right }) => {
+                tracing::info!(node = node.node_id(), range = left.range_id, new_range = right.range_id, "split");
+                node.router.evict_span(&left.start_key, &right.end_key);
+                ensure_meta(node, &left, deadline).await?;
+                ensure_meta(node, &right, deadline).await?;
+                node.router.evict_span(&left.start_key, &right.end_key);
+                return Ok(());
+            }
+            Ok(other) => return Err(SqlError::Kv(KvError::Internal(format!("unexpected split answer {other:?}")))),
+            // The range changed under us, or may have split (an ambiguous answer): look again.
+            Err(KvError::KeyOutOfRange { .. } | KvError::RangeNotFound { .. } | KvError::Ambiguous(_)) => {
+                node.router.evict_span(&desc.start_key, &desc.end_key);
+            }
+            // Busy with unfinished transactions, or electing: wait a little.
+            Err(KvError::Unavailable(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if Instant::now() + pause >= deadline {
+            return Err(SqlError::Kv(KvError::Timeout));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(500));
+    }
+}
+
+/// Makes the meta record at `desc.end_key` hold `desc`, unless it holds a newer descriptor or
+/// the range's table was dropped. Returns whether the record now holds `desc`'s generation or
+/// a newer one.
+pub async fn ensure_meta(node: &Arc<Node>, desc: &RangeDescriptor, deadline: Instant) -> Result<bool, SqlError> {
+    if desc.range_id == SYSTEM_RANGE_ID {
+        return Ok(true);
+    }
+    let key = keys::meta_key(&desc.end_key);
+    loop {
+        let mut t = Txn::new(node.clone(), deadline, None);
+        if let Some(table) = desc.table_id
+            && t.get(&keys::dropped_table_key(table)).await?.is_some()
+        {
+            return Ok(false);
+        }
+        let stored = match t.get(&key).await? {
+            Some(b) => Some(RangeDescriptor::decode_record(&b)?),
+            None => None,
+        };
+        if stored.as_ref().is_some_and(|s| s.generation > desc.generation || s == desc) {
+            return Ok(true);
+        }
+        t.put(key.clone(), desc.encode_record());
+        match t.commit().await {
+            Ok(_) => return Ok(true),
+            Err(SqlError::Kv(e)) if e.is_txn_retryable() && Instant::now() < deadline => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The generation of each led range whose meta record was last found true, so the leaseholder
+/// checks a record only when its range changed (or after a restart).
+#[derive(Default)]
+pub struct MetaUpkeep {
+    checked: Mutex<HashMap<RangeId, u64>>,
+}
+
+impl MetaUpkeep {
+    /// Checks the meta record of each range this node leads whose descriptor changed since.
+    pub async fn run(&self, node: &Arc<Node>) {
+        for r in node.store.replicas().into_iter().filter(|r| r.group().is_leader()) {
+            let Some(desc) = r.fsm().live_descriptor() else { continue };
+            let seen = self.checked.lock().unwrap_or_else(|e| e.into_inner()).get(&desc.range_id).copied();
+            if seen == Some(desc.generation) {
+                continue;
+            }
+            let deadline = Instant::now() + Duration::from_secs(5);
+            match ensure_meta(node, &desc, deadline).await {
+                Ok(_) => {
+                    self.checked.lock().unwrap_or_else(|e| e.into_inner()).insert(desc.range_id, desc.generation);
+                }
+                Err(e) => tracing::debug!(range = desc.range_id, error = %e, "meta record check failed; retrying later"),
+            }
+        }
+    }
+}
