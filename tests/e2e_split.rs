@@ -189,3 +189,59 @@ async fn a_sigkill_in_the_middle_of_splits_leaves_no_gap_or_overlap() {
     must(&c, victim, "UPDATE t SET v = v + 1").await;
     assert_eq!(int(&must(&c, gw, "SELECT sum(v) FROM t").await), 10 * 1000 * 1001 / 2 + 1000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_over_range_max_bytes_splits_by_itself_and_every_row_stays_readable() {
+    // Shows: with a small range_max_bytes (zone configuration), writing 100,000 rows makes the
+    // table's leaseholders split its ranges by size, while the writes go on; afterwards the
+    // ranges tile the table, none is far over the limit, and every gateway counts and sums every
+    // row.
+    let _g = serial().await;
+    let c = Cluster::start(3, &[]).await;
+    c.must(0, "", "CREATE DATABASE d").await;
+    must(&c, 0, "CREATE TABLE t (k INT8 PRIMARY KEY, v INT8 NOT NULL)").await;
+    let max: u64 = 256 << 10;
+    must(&c, 0, &format!("ALTER TABLE t CONFIGURE ZONE USING range_max_bytes = {max}, range_min_bytes = 1024")).await;
+    let n: i64 = 100_000;
+    for chunk in 0..10i64 {
+        let (lo, hi) = (chunk * n / 10 + 1, (chunk + 1) * n / 10);
+        // UPSERT, so a write whose outcome was ambiguous (503 on a loaded machine) can be sent
+        // again, as a client would.
+        let stmt = format!("UPSERT INTO t SELECT g, g * 2 FROM generate_series({lo}, {hi}) AS g");
+        for attempt in 1.. {
+            let (st, body) = sql(&c, chunk as usize % 3, &stmt).await;
+            if st == 200 {
+                break;
+            }
+            assert!(st == 503 && attempt < 5, "{stmt}: {st} {body}");
+        }
+    }
+    // Splits follow the writes within a few rounds of the split queue (one a second).
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let ranges = loop {
+        let r = rows(&must(&c, 0, "SHOW RANGES FROM TABLE t").await);
+        let biggest = r.iter().map(|r| r[3].as_u64().unwrap()).max().unwrap();
+        if biggest <= 2 * max {
+            break r;
+        }
+        if Instant::now() >= deadline {
+            for (i, node) in c.nodes.iter().enumerate() {
+                let log = std::fs::read_to_string(&node.log).unwrap_or_default();
+                for l in log.lines().filter(|l| l.contains("split")).rev().take(12) {
+                    eprintln!("node {}: {l}", i + 1);
+                }
+            }
+            panic!("ranges still over the limit: {} ranges, biggest {biggest} bytes: {r:?}", r.len());
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    let total: u64 = ranges.iter().map(|r| r[3].as_u64().unwrap()).sum();
+    eprintln!("{} ranges after {n} rows ({total} bytes, range_max_bytes {max})", ranges.len());
+    assert!(ranges.len() as u64 >= total / (2 * max), "{} ranges for {total} bytes", ranges.len());
+    for gw in 0..3 {
+        tiled_ranges(&c, gw).await;
+        assert_eq!(int(&must(&c, gw, "SELECT count(*) FROM t").await), n);
+        assert_eq!(int(&must(&c, gw, "SELECT sum(v) FROM t").await), n * (n + 1));
+        assert_eq!(rows(&must(&c, gw, "SELECT v FROM t WHERE k = 77777").await), vec![json!([155554])]);
+    }
+}

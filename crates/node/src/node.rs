@@ -79,6 +79,8 @@ pub struct Node {
     pub metrics: RequestMetrics,
     /// Keeps the meta records of the ranges this node leads true (`split`).
     meta_upkeep: crate::split::MetaUpkeep,
+    /// Splits the ranges this node leads once they outgrow their zone's `range_max_bytes`.
+    split_queue: crate::split::SplitQueue,
 }
 
 /// Counters of the SQL requests this node served as a gateway.
@@ -123,6 +125,7 @@ impl Node {
             rowid_micros: Default::default(),
             metrics: Default::default(),
             meta_upkeep: Default::default(),
+            split_queue: Default::default(),
         });
         transport.set_handler(Arc::new(NodeHandler(Arc::downgrade(&node))));
         let listener = tokio::net::TcpListener::bind(&cfg.listen_addr)
@@ -365,6 +368,7 @@ impl Node {
             self.replicate_queue().await;
             if let Some(me) = self.self_arc() {
                 self.meta_upkeep.run(&me).await;
+                self.split_queue.run(&me).await;
             }
         }
     }

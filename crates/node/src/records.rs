@@ -6,7 +6,7 @@
 //! every node (range descriptors, node records, counters) are postcard.
 
 use meridian_sql::{DatabaseDesc, TableDesc};
-use meridian_types::{KvError, NodeDescriptor, RangeDescriptor};
+use meridian_types::{KvError, NodeDescriptor, RangeDescriptor, ZoneConfig};
 
 pub trait SysRecord: Sized {
     fn encode_record(&self) -> Vec<u8>;
@@ -43,6 +43,7 @@ json_record!(TableDesc);
 json_record!(DatabaseDesc);
 postcard_record!(RangeDescriptor);
 postcard_record!(NodeDescriptor);
+postcard_record!(ZoneConfig);
 postcard_record!(u64);
 postcard_record!(String);
 

@@ -14,6 +14,12 @@
 //! A dropped table's ranges never get meta records back: DROP TABLE writes a marker
 //! (`keys::dropped_table_key`) in the transaction that deletes them, and [`ensure_meta`] reads it
 //! in its own.
+//!
+//! [`SplitQueue`]: each leaseholder splits the ranges it leads that outgrew their table's
+//! `range_max_bytes` (zone configuration), at the key that halves their bytes. A range is
+//! measured (a scan) when first seen and then whenever an eighth of `range_max_bytes` was
+//! written through this leaseholder since, so idle ranges cost nothing and busy ones a scan per
+//! eighth of their size.
 
 use crate::node::Node;
 use crate::records::SysRecord;
@@ -21,7 +27,7 @@ use crate::txn::{Txn, allocate_ids};
 use meridian_sql::{SqlError, TxnClient};
 use meridian_types::keys;
 use meridian_types::kv::{KvRequest, KvResponse};
-use meridian_types::{KvError, RangeDescriptor, RangeId, SYSTEM_RANGE_ID};
+use meridian_types::{KvError, RangeDescriptor, RangeId, SYSTEM_RANGE_ID, ZoneConfig};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -130,6 +136,57 @@ impl MetaUpkeep {
                 }
                 Err(e) => tracing::debug!(range = desc.range_id, error = %e, "meta record check failed; retrying later"),
             }
+        }
+    }
+}
+
+/// Splits led ranges that outgrew `range_max_bytes` (module docs).
+#[derive(Default)]
+pub struct SplitQueue {
+    /// Per range: bytes written through this leaseholder when it was last measured.
+    measured: Mutex<HashMap<RangeId, u64>>,
+    /// Zone configurations by table, with when they were read (re-read every 10 s).
+    zones: Mutex<HashMap<u64, (Instant, ZoneConfig)>>,
+}
+
+impl SplitQueue {
+    async fn zone(&self, node: &Arc<Node>, table: u64) -> ZoneConfig {
+        if let Some((at, z)) = self.zones.lock().unwrap_or_else(|e| e.into_inner()).get(&table)
+            && at.elapsed() < Duration::from_secs(10)
+        {
+            return *z;
+        }
+        let mut t = Txn::new(node.clone(), Instant::now() + Duration::from_secs(5), None);
+        let z = match t.get(&keys::zone_key(table)).await {
+            Ok(Some(b)) => ZoneConfig::decode_record(&b).unwrap_or_default(),
+            _ => ZoneConfig::default(),
+        };
+        self.zones.lock().unwrap_or_else(|e| e.into_inner()).insert(table, (Instant::now(), z));
+        z
+    }
+
+    pub async fn run(&self, node: &Arc<Node>) {
+        for r in node.store.replicas().into_iter().filter(|r| r.group().is_leader()) {
+            let Some(desc) = r.fsm().live_descriptor() else { continue };
+            let Some(table) = desc.table_id else { continue };
+            let max = self.zone(node, table).await.range_max_bytes();
+            let written = r.written_bytes();
+            let last = self.measured.lock().unwrap_or_else(|e| e.into_inner()).get(&desc.range_id).copied();
+            if last.is_some_and(|l| written.saturating_sub(l) < (max / 8).max(16 << 10)) {
+                continue;
+            }
+            self.measured.lock().unwrap_or_else(|e| e.into_inner()).insert(desc.range_id, written);
+            let Ok((size, Some(middle))) = r.size_and_middle().await else { continue };
+            if size <= max {
+                continue;
+            }
+            tracing::info!(node = node.node_id(), range = desc.range_id, size, max, "splitting a range over range_max_bytes");
+            if let Err(e) = split_at(node, &middle, Instant::now() + Duration::from_secs(10)).await {
+                tracing::info!(range = desc.range_id, error = %e, "size split failed; retrying later");
+            }
+            // Measure again next time: after a split each half may still be too big (a range
+            // that grew by more than twice the limit at once), after a failure it still is.
+            self.measured.lock().unwrap_or_else(|e| e.into_inner()).remove(&desc.range_id);
         }
     }
 }

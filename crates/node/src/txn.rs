@@ -31,7 +31,7 @@ use meridian_sql::index::{schema_fence_key, table_of_key};
 use meridian_sql::{DatabaseDesc, SqlError, TableDesc, TxnClient};
 use meridian_types::keys::{self, KEY_MAX};
 use meridian_types::kv::{KvRequest, KvResponse, ReadOp, ReadRequest, ReadResult, Span, Write, WriteRequest};
-use meridian_types::{KvError, RangeDescriptor, RangeId, ReplicaDescriptor, ReplicaKind, SYSTEM_RANGE_ID, Timestamp};
+use meridian_types::{KvError, RangeDescriptor, RangeId, ReplicaDescriptor, ReplicaKind, SYSTEM_RANGE_ID, Timestamp, ZoneConfig};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -397,6 +397,10 @@ impl TxnClient for Txn {
                 }
                 t.put(key, tdesc.encode_record());
                 t.put(meta_key, rdesc.encode_record());
+                // A new table takes its database's zone configuration.
+                if let Some(zone) = t.get(&keys::database_zone_key(&tdesc.db)).await? {
+                    t.put(keys::zone_key(tdesc.id), zone);
+                }
                 Ok(())
             })
         })
@@ -434,6 +438,7 @@ impl TxnClient for Txn {
                     t.delete(k);
                 }
                 t.put(keys::dropped_table_key(table_id), vec![1]);
+                t.delete(keys::zone_key(table_id));
                 Ok(())
             })
         })
@@ -737,6 +742,38 @@ impl TxnClient for Txn {
         tokio::time::sleep(SCHEMA_WAIT).await;
         self.node.catalog.clear();
         Ok(())
+    }
+
+    async fn configure_zone(&mut self, db: &str, table: Option<&TableDesc>, change: ZoneConfig) -> Result<ZoneConfig, SqlError> {
+        let mut targets: Vec<Vec<u8>> = match table {
+            Some(t) => vec![keys::zone_key(t.id)],
+            None => vec![keys::database_zone_key(db)],
+        };
+        if table.is_none() {
+            targets.extend(self.list_tables(db).await?.iter().map(|t| keys::zone_key(t.id)));
+        }
+        let mut first = None;
+        for key in targets {
+            let merged = std::sync::Arc::new(std::sync::Mutex::new(ZoneConfig::default()));
+            let out = merged.clone();
+            self.sys_txn(move |t| {
+                let (key, merged) = (key.clone(), merged.clone());
+                Box::pin(async move {
+                    let cur = match t.get(&key).await? {
+                        Some(b) => ZoneConfig::decode_record(&b)?,
+                        None => ZoneConfig::default(),
+                    };
+                    let m = meridian_sql::zone::merge_zone(cur, change)?;
+                    t.put(key, m.encode_record());
+                    *merged.lock().unwrap_or_else(|e| e.into_inner()) = m;
+                    Ok(())
+                })
+            })
+            .await?;
+            let m = *out.lock().unwrap_or_else(|e| e.into_inner());
+            first.get_or_insert(m);
+        }
+        Ok(first.unwrap_or_default())
     }
 
     async fn split_at(&mut self, key: &[u8]) -> Result<(), SqlError> {

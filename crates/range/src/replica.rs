@@ -41,6 +41,9 @@ pub struct Replica {
     lease: Mutex<LeaseState>,
     seq: AtomicU64,
     finished: Notify,
+    /// Bytes of keys and values proposed through this replica (as leaseholder): how much the
+    /// range may have grown since the split queue last measured it.
+    written: AtomicU64,
 }
 
 pub(crate) fn propose_err(range_id: u64, e: ProposeError) -> KvError {
@@ -67,7 +70,16 @@ impl Drop for InflightGuard<'_> {
 
 impl Replica {
     pub fn new(group: Arc<Group>, fsm: Arc<RangeFsm>, hlc: Arc<Hlc>, engine: Engine) -> Replica {
-        Replica { group, fsm, hlc, engine, lease: Mutex::new(LeaseState::default()), seq: AtomicU64::new(0), finished: Notify::new() }
+        Replica {
+            group,
+            fsm,
+            hlc,
+            engine,
+            lease: Mutex::new(LeaseState::default()),
+            seq: AtomicU64::new(0),
+            finished: Notify::new(),
+            written: AtomicU64::new(0),
+        }
     }
 
     pub fn group(&self) -> &Arc<Group> {
@@ -160,7 +172,30 @@ impl Replica {
         }
     }
 
+    /// Bytes written through this replica so far (see the field).
+    pub fn written_bytes(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+
+    fn count_written(&self, writes: &[meridian_types::kv::Write]) {
+        let n: usize = writes.iter().map(|w| w.key.len() + w.value.as_ref().map_or(0, |v| v.len())).sum();
+        self.written.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// The range's size (MVCC bytes) and, if it holds more than one key, the first key at or
+    /// past half of those bytes: a split there divides the range about evenly, at a key
+    /// boundary (a whole row). Counted by scanning the span, twice at most: call it rarely.
+    pub async fn size_and_middle(&self) -> Result<(u64, Option<Vec<u8>>), KvError> {
+        let desc = self.fsm.live_descriptor().ok_or(KvError::RangeNotFound { range_id: self.range_id() })?;
+        let engine = self.engine.clone();
+        tokio::task::spawn_blocking(move || mvcc::span_middle(&engine, &desc.start_key, &desc.end_key))
+            .await
+            .map_err(|e| KvError::Internal(e.to_string()))?
+            .map_err(|e| KvError::Internal(e.to_string()))
+    }
+
     pub async fn write(&self, req: WriteRequest) -> Result<WriteResponse, KvError> {
+        self.count_written(&req.writes);
         let cmd = |proposal_ts| {
             RangeCommand::Write(WriteCmd { proposal_ts, read_ts: req.read_ts, read_spans: req.read_spans, writes: req.writes })
         };
@@ -172,6 +207,7 @@ impl Replica {
 
     /// Phase one of a multi-range transaction: returns the prepare timestamp.
     pub async fn prepare(&self, req: PrepareRequest) -> Result<Timestamp, KvError> {
+        self.count_written(&req.writes);
         let cmd = |proposal_ts| RangeCommand::Prepare {
             txn: req.txn,
             cmd: WriteCmd { proposal_ts, read_ts: req.read_ts, read_spans: req.read_spans, writes: req.writes },

@@ -19,6 +19,7 @@ use crate::catalog::TableDesc;
 use crate::datum::Datum;
 use crate::error::{SqlError, codes};
 use crate::expr::ident_name;
+use crate::parse_cache::Ext;
 use crate::rel::Budget;
 use crate::txn::TxnClient;
 use crate::{alter, ddl, dml, explain, index_ddl, query, show, txn_control};
@@ -85,12 +86,11 @@ pub async fn execute<T: TxnClient>(
     // Every entry is parsed, and transaction control checked, before anything runs.
     let prepared = statements.iter().map(|(sql, args)| prepare(sql, args)).collect::<Result<Vec<_>, _>>()?;
     txn_control::check(&prepared.iter().map(|p| &p.parsed.stmt).collect::<Vec<_>>())?;
-    if prepared.iter().any(|p| p.parsed.split.is_some())
-        && prepared.iter().filter(|p| txn_control::tag(&p.parsed.stmt).is_none()).count() > 1
+    if prepared.iter().any(|p| p.parsed.ext.is_some()) && prepared.iter().filter(|p| txn_control::tag(&p.parsed.stmt).is_none()).count() > 1
     {
         return Err(SqlError::user(
             codes::UNSUPPORTED,
-            "ALTER TABLE ... SPLIT AT must be the only statement of its request: a split takes effect on its own, outside the request's transaction",
+            "ALTER TABLE ... SPLIT AT and CONFIGURE ZONE must be the only statement of their request: they take effect on their own, outside the request's transaction",
         ));
     }
     let mut out = Vec::with_capacity(statements.len());
@@ -99,8 +99,9 @@ pub async fn execute<T: TxnClient>(
             Some(tag) => QueryResult::tag(tag, 0),
             None => {
                 let ctx = Ctx { db: database, args: &p.args, now, budget: budget.clone(), outer: None };
-                match (&p.parsed.split, &p.parsed.stmt) {
-                    (Some(table), Statement::Query(q)) => crate::split_at::split_at(txn, &ctx, table, q).await?,
+                match (&p.parsed.ext, &p.parsed.stmt) {
+                    (Some(Ext::SplitAt(table)), Statement::Query(q)) => crate::split_at::split_at(txn, &ctx, table, q).await?,
+                    (Some(Ext::Zone(change)), _) => crate::zone::configure_zone(txn, &ctx, change).await?,
                     _ => execute_one(txn, &ctx, &p.parsed.stmt, p.parsed.upsert).await?,
                 }
             }

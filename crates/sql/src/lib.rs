@@ -48,6 +48,7 @@ mod split_at;
 mod subquery;
 mod txn_control;
 mod write;
+pub mod zone;
 
 pub use catalog::{CheckDesc, ColumnDesc, DatabaseDesc, IndexDesc, SqlType, TableDesc};
 pub use datum::Datum;

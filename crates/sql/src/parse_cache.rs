@@ -29,9 +29,18 @@ pub(crate) struct Parsed {
     pub upsert: bool,
     /// The highest `$n` placeholder (0 if none).
     pub placeholders: usize,
+    /// A statement sqlparser does not know, read by Meridian itself.
+    pub ext: Option<Ext>,
+}
+
+/// Statements read by Meridian itself (CockroachDB syntax).
+#[derive(Debug)]
+pub(crate) enum Ext {
     /// `ALTER TABLE <this> SPLIT AT <stmt>`: `stmt` is the query of split points
     /// (`crate::split_at`).
-    pub split: Option<sqlparser::ast::ObjectName>,
+    SplitAt(sqlparser::ast::ObjectName),
+    /// `ALTER TABLE|DATABASE ... CONFIGURE ZONE USING ...` (`crate::zone`); `stmt` is unused.
+    Zone(crate::zone::ZoneChange),
 }
 
 #[derive(Default)]
@@ -74,10 +83,15 @@ fn insert(g: &mut Generations, sql: &str, p: Arc<Parsed>) {
 fn parse_uncached(sql: &str) -> Result<Parsed, SqlError> {
     if let Some((table, query)) = crate::split_at::split_syntax(sql) {
         let mut p = parse_uncached(&query)?;
-        if !matches!(p.stmt, Statement::Query(_)) || p.upsert || p.split.is_some() {
+        if !matches!(p.stmt, Statement::Query(_)) || p.upsert || p.ext.is_some() {
             return Err(SqlError::user(codes::SYNTAX, "SPLIT AT needs a query (VALUES or SELECT)"));
         }
-        p.split = Some(table);
+        p.ext = Some(Ext::SplitAt(table));
+        return Ok(p);
+    }
+    if let Some(change) = crate::zone::zone_syntax(sql) {
+        let mut p = parse_uncached("SELECT 1")?;
+        p.ext = Some(Ext::Zone(change?));
         return Ok(p);
     }
     let (text, upsert) = strip_upsert(sql);
@@ -105,7 +119,7 @@ fn parse_uncached(sql: &str) -> Result<Parsed, SqlError> {
     if upsert && !matches!(stmt, Statement::Insert(_)) {
         return Err(SqlError::user(codes::SYNTAX, "syntax error at or near \"UPSERT\""));
     }
-    Ok(Parsed { stmt, upsert, placeholders, split: None })
+    Ok(Parsed { stmt, upsert, placeholders, ext: None })
 }
 
 /// `UPSERT INTO t ...` is CockroachDB syntax sqlparser does not know: it becomes `INSERT INTO t

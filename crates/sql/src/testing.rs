@@ -35,6 +35,8 @@ pub struct MemTxn {
     pub schema_history: Vec<TableDesc>,
     /// Range boundaries made by `split_at` (sorted): `ranges` reports the span cut at them.
     pub splits: std::collections::BTreeSet<Vec<u8>>,
+    /// Zone configurations by (table id, "") or (0, database).
+    pub zones: BTreeMap<(u64, String), meridian_types::ZoneConfig>,
 }
 
 impl MemTxn {
@@ -185,6 +187,18 @@ impl TxnClient for MemTxn {
         self.schema_waits += 1;
         self.schema_history.extend(self.tables.values().cloned());
         Ok(())
+    }
+
+    async fn configure_zone(
+        &mut self,
+        db: &str,
+        table: Option<&TableDesc>,
+        change: meridian_types::ZoneConfig,
+    ) -> Result<meridian_types::ZoneConfig, SqlError> {
+        let key = table.map_or((0, db.to_string()), |t| (t.id, String::new()));
+        let merged = crate::zone::merge_zone(self.zones.get(&key).copied().unwrap_or_default(), change)?;
+        self.zones.insert(key, merged);
+        Ok(merged)
     }
 
     async fn split_at(&mut self, key: &[u8]) -> Result<(), SqlError> {

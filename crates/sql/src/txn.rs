@@ -91,6 +91,18 @@ pub trait TxnClient: Send {
         let _ = key;
         async { Err(SqlError::user(crate::error::codes::UNSUPPORTED, "this store has no ranges to split")) }
     }
+    /// Applies `change` (its set fields) to the zone configuration of `table`, or of database
+    /// `db` and every table in it when `table` is None; returns the table's (or database's)
+    /// configuration. Validate with [`crate::zone::merge_zone`]. Takes effect at once.
+    fn configure_zone(
+        &mut self,
+        db: &str,
+        table: Option<&crate::TableDesc>,
+        change: meridian_types::ZoneConfig,
+    ) -> impl Future<Output = Result<meridian_types::ZoneConfig, SqlError>> + Send {
+        let _ = (db, table, change);
+        async { Err(SqlError::user(crate::error::codes::UNSUPPORTED, "this store has no zone configurations")) }
+    }
     // --- introspection ---
     /// The ranges holding `[start, end)`, in key order, as their leaseholders see them now (not
     /// part of the transaction). The default says the implementation has no ranges.

@@ -206,6 +206,27 @@ pub fn span_bytes(engine: &Engine, start: &[u8], end: &[u8]) -> Result<u64> {
     Ok(total)
 }
 
+/// The bytes of `[start, end)` (as [`span_bytes`]) and the first user key, after the span's
+/// first, at which at least half of them lie before it (None when the span holds fewer than two
+/// keys): a point that divides the span about evenly without cutting a key's versions apart.
+pub fn span_middle(engine: &Engine, start: &[u8], end: &[u8]) -> Result<(u64, Option<Vec<u8>>)> {
+    let total = span_bytes(engine, start, end)?;
+    let (lo, hi) = data_bounds(start, end);
+    let mut seen = 0u64;
+    let mut first: Option<Vec<u8>> = None;
+    for kv in engine.iter(Cf::Data, &lo, &hi) {
+        let (k, v) = kv?;
+        let (user, _) = decode_mvcc_key(&k)?;
+        match &first {
+            None => first = Some(user),
+            Some(f) if *f != user && seen * 2 >= total => return Ok((total, Some(user))),
+            Some(_) => {}
+        }
+        seen += (k.len() + v.len()) as u64;
+    }
+    Ok((total, None))
+}
+
 /// The newest version timestamp in `[start, end)` that is above `ts`, if any: used to validate
 /// that what a transaction read has not changed since it read it.
 pub fn newer_version_in_span(engine: &Engine, start: &[u8], end: &[u8], ts: Timestamp) -> Result<Option<Timestamp>> {
@@ -319,5 +340,26 @@ mod tests {
         e.write(b).unwrap();
         assert_eq!(get(&e, b"b", ts(60), None).unwrap(), Some(b"new".to_vec()));
         assert_eq!(get_intent(&e, b"b").unwrap(), None);
+    }
+
+    #[test]
+    fn the_middle_of_a_span_divides_its_bytes_at_a_key_boundary() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Engine::open(dir.path()).unwrap();
+        let mut b = Batch::new();
+        for k in 0u8..10 {
+            // Key 2 has three versions: they stay together on one side.
+            for v in 0..if k == 2 { 3 } else { 1 } {
+                put(&mut b, &e, &[b'k', k], ts(10 + v), Some(b"0123456789"));
+            }
+        }
+        e.write(b).unwrap();
+        let (total, mid) = span_middle(&e, b"k", b"l").unwrap();
+        assert_eq!(total, span_bytes(&e, b"k", b"l").unwrap());
+        // 12 versions of equal size: half of them lie before key 4 (k0, k1, 3 x k2, k3).
+        assert_eq!(mid, Some(vec![b'k', 4]));
+        let (_, one) = span_middle(&e, &[b'k', 9], b"l").unwrap();
+        assert_eq!(one, None, "a single key cannot be split");
+        assert_eq!(span_middle(&e, b"x", b"y").unwrap(), (0, None));
     }
 }

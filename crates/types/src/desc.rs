@@ -77,3 +77,29 @@ mod tests {
         assert!(d.contains_span(&[5], &[9]) && !d.contains_span(&[4], &[6]) && !d.contains_span(&[6], &[10]));
     }
 }
+
+/// Zone configuration of a table's ranges (`ALTER TABLE|DATABASE ... CONFIGURE ZONE USING ...`);
+/// unset fields take the defaults.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZoneConfig {
+    /// A range larger than this splits (CockroachDB's default: 512 MiB).
+    pub range_max_bytes: Option<u64>,
+    /// Ranges smaller than this may merge (merges are not built yet; stored and validated).
+    pub range_min_bytes: Option<u64>,
+}
+
+impl ZoneConfig {
+    pub const DEFAULT_RANGE_MAX_BYTES: u64 = 512 << 20;
+    pub const DEFAULT_RANGE_MIN_BYTES: u64 = 128 << 20;
+    /// The smallest `range_max_bytes` accepted (CockroachDB's minimum).
+    pub const MIN_RANGE_MAX_BYTES: u64 = 64 << 10;
+
+    pub fn range_max_bytes(&self) -> u64 {
+        self.range_max_bytes.unwrap_or(Self::DEFAULT_RANGE_MAX_BYTES)
+    }
+
+    /// Unset: the default, or a quarter of `range_max_bytes` when that is smaller.
+    pub fn range_min_bytes(&self) -> u64 {
+        self.range_min_bytes.unwrap_or(Self::DEFAULT_RANGE_MIN_BYTES.min(self.range_max_bytes() / 4))
+    }
+}

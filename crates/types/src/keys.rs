@@ -52,6 +52,20 @@ pub fn counter_key(name: &str) -> Vec<u8> {
     k
 }
 
+/// The zone configuration of a table's ranges.
+pub fn zone_key(table_id: u64) -> Vec<u8> {
+    let mut k = vec![SYSTEM_PREFIX, b'z'];
+    encode_u64(&mut k, table_id);
+    k
+}
+
+/// A database's zone configuration, which its tables take when created.
+pub fn database_zone_key(db: &str) -> Vec<u8> {
+    let mut k = vec![SYSTEM_PREFIX, b'Z'];
+    encode_bytes(&mut k, db.as_bytes());
+    k
+}
+
 /// Marks a dropped table, so that nothing recreates the meta records of its ranges.
 pub fn dropped_table_key(table_id: u64) -> Vec<u8> {
     let mut k = vec![SYSTEM_PREFIX, b'x'];

@@ -13,7 +13,7 @@ pub mod hlc;
 pub mod keys;
 pub mod kv;
 
-pub use desc::{NodeDescriptor, RangeDescriptor, ReplicaDescriptor, ReplicaKind};
+pub use desc::{NodeDescriptor, RangeDescriptor, ReplicaDescriptor, ReplicaKind, ZoneConfig};
 pub use error::KvError;
 pub use hlc::{Clock, Hlc, SystemClock, Timestamp};
 

@@ -420,3 +420,30 @@ fn split_at_cuts_the_table_span_at_primary_keys() {
     assert_eq!(e.code(), "0A000");
     assert_eq!(t.splits.len(), before, "the refused request split nothing");
 }
+
+#[test]
+fn configure_zone_sets_range_sizes_of_a_table_or_database() {
+    let mut t = setup();
+    let id = t.tables.values().find(|d| d.name == "kv").unwrap().id;
+    let r = run(&mut t, "ALTER TABLE kv CONFIGURE ZONE USING range_max_bytes = 262144, range_min_bytes = 1024");
+    assert_eq!(r.tag, "CONFIGURE ZONE");
+    let z = t.zones[&(id, String::new())];
+    assert_eq!((z.range_max_bytes(), z.range_min_bytes()), (262144, 1024));
+    // Settings not named keep their value.
+    run(&mut t, "alter table db.kv configure zone using range_max_bytes = 1048576");
+    assert_eq!(t.zones[&(id, String::new())].range_min_bytes, Some(1024));
+    run(&mut t, "ALTER DATABASE db CONFIGURE ZONE USING range_max_bytes = 65536");
+    assert_eq!(t.zones[&(0, "db".to_string())].range_max_bytes, Some(65536));
+    for (sql, code) in [
+        ("ALTER TABLE kv CONFIGURE ZONE USING range_max_bytes = 100", "22023"),
+        ("ALTER TABLE kv CONFIGURE ZONE USING range_min_bytes = 2000000", "22023"),
+        ("ALTER TABLE kv CONFIGURE ZONE USING num_replicas = 5", "0A000"),
+        ("ALTER TABLE kv CONFIGURE ZONE USING range_max_bytes", "42601"),
+        ("ALTER TABLE kv CONFIGURE ZONE USING range_max_bytes = 'big'", "42601"),
+        ("ALTER TABLE nope CONFIGURE ZONE USING range_max_bytes = 65536", "42P01"),
+        ("ALTER DATABASE nope CONFIGURE ZONE USING range_max_bytes = 65536", "3D000"),
+    ] {
+        assert_eq!(err(&mut t, sql), code, "{sql}");
+    }
+    assert_eq!(t.zones[&(id, String::new())].range_max_bytes, Some(1048576), "refused changes change nothing");
+}
