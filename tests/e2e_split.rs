@@ -245,3 +245,35 @@ async fn a_table_over_range_max_bytes_splits_by_itself_and_every_row_stays_reada
         assert_eq!(rows(&must(&c, gw, "SELECT v FROM t WHERE k = 77777").await), vec![json!([155554])]);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_under_sustained_load_splits_where_the_load_divides() {
+    // Shows: with --split-qps low, the kv workload (reads and writes over a few thousand keys of
+    // one table) makes the table's leaseholder split it by load, at sampled request keys, into
+    // ranges that each hold part of the keys (the load spreads over them); the workload sees no
+    // error from the splits.
+    let _g = serial().await;
+    let c = Cluster::start(3, &["--split-qps", "100"]).await;
+    let urls: Vec<String> = (0..3).map(|i| format!("http://{}", c.nodes[i].http)).collect();
+    let out = tokio::process::Command::new(common::bin())
+        .args(["workload", "kv", "--url", &urls.join(","), "--concurrency", "8", "--duration", "12s"])
+        .args(["--read-percent", "80", "--keys", "3000", "--json"])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    let errors: u64 = ["read", "write"]
+        .iter()
+        .map(|op| summary["ops"][op]["errors"].as_object().map_or(0, |e| e.values().filter_map(Value::as_u64).sum()))
+        .sum();
+    assert_eq!(errors, 0, "the workload saw errors: {summary}");
+    let ranges = rows(&c.must(0, "bench", "SHOW RANGES FROM TABLE kv").await);
+    let holding = ranges.iter().filter(|r| r[3].as_u64().unwrap_or(0) > 0).count();
+    let leaseholders: std::collections::BTreeSet<u64> = ranges.iter().filter_map(|r| r[4].as_u64()).collect();
+    eprintln!("{} ranges after the load ({holding} holding keys), leaseholders on nodes {leaseholders:?}", ranges.len());
+    assert!(ranges.len() >= 2 && holding >= 2, "no load split: {ranges:?}");
+    let count = |b: &Value| rows(b)[0][0].as_i64().unwrap();
+    let n = count(&c.must(1, "bench", "SELECT count(*) FROM kv").await);
+    assert_eq!(count(&c.must(2, "bench", "SELECT count(*) FROM kv WHERE k >= 0").await), n, "every gateway sees every row");
+}

@@ -12,7 +12,7 @@ pub enum AdminRequest {
     Join { addr: String, http_addr: String, locality: Vec<(String, String)> },
     /// Who are you, and which nodes do you know?
     NodeInfo,
-    /// Liveness probe.
+    /// Liveness probe; answered with the node's lease count.
     Ping,
     /// Create this node's replica of a new range and found its group with `members`.
     CreateRange { desc: RangeDescriptor, replica_id: ReplicaId, members: Vec<(ReplicaId, NodeId)> },
@@ -23,9 +23,24 @@ pub enum AdminRequest {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum AdminResponse {
     Ok,
-    Joined { cluster_id: String, node_id: NodeId, nodes: Vec<NodeDescriptor> },
-    Info { cluster_id: Option<String>, node_id: NodeId, nodes: Vec<NodeDescriptor> },
-    Error { message: String, kv: Option<KvError> },
+    Joined {
+        cluster_id: String,
+        node_id: NodeId,
+        nodes: Vec<NodeDescriptor>,
+    },
+    Info {
+        cluster_id: Option<String>,
+        node_id: NodeId,
+        nodes: Vec<NodeDescriptor>,
+    },
+    Error {
+        message: String,
+        kv: Option<KvError>,
+    },
+    /// The answer to `Ping`: how many ranges the node holds leases for (lease balancing).
+    Pong {
+        leases: u64,
+    },
 }
 
 pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {

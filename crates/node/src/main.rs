@@ -109,6 +109,9 @@ pub struct StartArgs {
     /// A node that has not answered for this long is dead: its replicas are replaced.
     #[arg(long, default_value = "30s")]
     dead_after: String,
+    /// A range serving more requests a second than this splits where its load divides (0: never).
+    #[arg(long, default_value_t = 2500)]
+    split_qps: u64,
 }
 
 pub fn parse_locality(s: &str) -> Result<Vec<(String, String)>, String> {
@@ -142,6 +145,7 @@ impl StartArgs {
             max_body_bytes: self.max_body_bytes,
             default_timeout: timeout,
             dead_after: http::parse_duration(&self.dead_after).ok_or_else(|| format!("invalid --dead-after {:?}", self.dead_after))?,
+            split_qps: self.split_qps,
             exec: meridian_sql::ExecOptions { max_result_rows: self.max_result_rows, max_result_bytes: self.max_result_bytes },
         })
     }

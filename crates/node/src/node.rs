@@ -48,6 +48,9 @@ pub struct NodeConfig {
     pub max_body_bytes: usize,
     pub default_timeout: Duration,
     pub dead_after: Duration,
+    /// A range serving more requests a second than this (as measured by its leaseholder, for
+    /// two seconds running) splits where its load divides; 0 turns load splits off.
+    pub split_qps: u64,
     /// Bounds on what one statement may return or buffer.
     pub exec: meridian_sql::ExecOptions,
 }
@@ -79,6 +82,8 @@ pub struct Node {
     pub metrics: RequestMetrics,
     /// Keeps the meta records of the ranges this node leads true (`split`).
     meta_upkeep: crate::split::MetaUpkeep,
+    /// Lease counts of peers, from their answers to pings, and when they were heard.
+    peer_leases: std::sync::Mutex<std::collections::HashMap<NodeId, (u64, Instant)>>,
     /// Splits the ranges this node leads once they outgrow their zone's `range_max_bytes`.
     split_queue: crate::split::SplitQueue,
 }
@@ -125,6 +130,7 @@ impl Node {
             rowid_micros: Default::default(),
             metrics: Default::default(),
             meta_upkeep: Default::default(),
+            peer_leases: Default::default(),
             split_queue: Default::default(),
         });
         transport.set_handler(Arc::new(NodeHandler(Arc::downgrade(&node))));
@@ -240,9 +246,16 @@ impl Node {
         let t = dyn_transport(&self.transport);
         let pings = self.router.nodes().into_iter().filter(|n| n.node_id != self.node_id()).map(|n| {
             let t = t.clone();
-            async move { admin_roundtrip(&t, n.node_id, &AdminRequest::Ping, Duration::from_millis(500)).await.ok().map(|_| n.node_id) }
+            async move {
+                admin_roundtrip(&t, n.node_id, &AdminRequest::Ping, Duration::from_millis(500)).await.ok().map(|r| (n.node_id, r))
+            }
         });
-        live.extend(futures::future::join_all(pings).await.into_iter().flatten());
+        for (id, resp) in futures::future::join_all(pings).await.into_iter().flatten() {
+            live.push(id);
+            if let AdminResponse::Pong { leases } = resp {
+                self.peer_leases.lock().unwrap_or_else(|e| e.into_inner()).insert(id, (leases, Instant::now()));
+            }
+        }
         let now = Instant::now();
         let mut since = self.unresponsive_since.lock().unwrap_or_else(|e| e.into_inner());
         for n in self.router.nodes() {
@@ -366,6 +379,7 @@ impl Node {
                 tracing::debug!(error = %e, "node refresh failed");
             }
             self.replicate_queue().await;
+            self.balance_leases().await;
             if let Some(me) = self.self_arc() {
                 self.meta_upkeep.run(&me).await;
                 self.split_queue.run(&me).await;
@@ -424,6 +438,45 @@ impl Node {
             *self.ident.write().unwrap_or_else(|e| e.into_inner()) = Some(id);
         }
         Ok(())
+    }
+
+    /// How many ranges this node holds the lease (leadership) of.
+    pub fn leaseholder_count(&self) -> usize {
+        self.store.replicas().iter().filter(|r| r.group().is_leader()).count()
+    }
+
+    /// Spreads leases: a node holding more than its share (the cluster's leases over its live
+    /// nodes, rounded up) and at least two more than the least-loaded live node hands one lease
+    /// a second to that node, for a range with a voter there (a Raft leader transfer: the new
+    /// leaseholder's term is new, so its timestamp cache starts above anything served before).
+    async fn balance_leases(&self) {
+        let live = self.live_nodes().await;
+        let peers: Vec<(NodeId, u64)> = {
+            let known = self.peer_leases.lock().unwrap_or_else(|e| e.into_inner());
+            live.iter()
+                .filter(|n| **n != self.node_id())
+                .filter_map(|n| known.get(n).filter(|(_, at)| at.elapsed() < Duration::from_secs(3)).map(|(c, _)| (*n, *c)))
+                .collect()
+        };
+        if peers.len() + 1 < live.len() || peers.is_empty() {
+            return; // not every live node's count is known
+        }
+        let led: Vec<_> = self.store.replicas().into_iter().filter(|r| r.group().is_leader()).collect();
+        let mine = led.len() as u64;
+        let total = mine + peers.iter().map(|p| p.1).sum::<u64>();
+        let share = total.div_ceil(live.len() as u64);
+        let Some(&(target, least)) = peers.iter().min_by_key(|p| p.1) else { return };
+        if mine <= share || mine < least + 2 {
+            return;
+        }
+        for r in led {
+            let st = r.group().status();
+            if let Some(m) = st.members.iter().find(|m| m.node_id == target && m.voter) {
+                tracing::info!(node = self.node_id(), range = st.range_id, target, mine, least, "transferring a lease to balance");
+                let _ = r.group().transfer_leadership(m.replica_id).await;
+                return;
+            }
+        }
     }
 
     /// Brings every range this node leads up to three voters (or as many nodes as are live).
@@ -528,7 +581,7 @@ impl Node {
             AdminRequest::NodeInfo => {
                 AdminResponse::Info { cluster_id: self.cluster_id(), node_id: self.node_id(), nodes: self.router.nodes() }
             }
-            AdminRequest::Ping => AdminResponse::Ok,
+            AdminRequest::Ping => AdminResponse::Pong { leases: self.leaseholder_count() as u64 },
             AdminRequest::CreateRange { desc, replica_id, members } => match self.store.create_range(desc, replica_id, &members).await {
                 Ok(_) => AdminResponse::Ok,
                 Err(e) => err(e),

@@ -16,7 +16,10 @@
 //! in its own.
 //!
 //! [`SplitQueue`]: each leaseholder splits the ranges it leads that outgrew their table's
-//! `range_max_bytes` (zone configuration), at the key that halves their bytes. A range is
+//! `range_max_bytes` (zone configuration), at the key that halves their bytes, and those that
+//! served more than `--split-qps` requests a second at two looks in a row (a second apart), at
+//! the median of a sample of the keys their requests touched (so each side gets about half the
+//! load; the new range elects its own leader, usually elsewhere). A range is
 //! measured (a scan) when first seen and then whenever an eighth of `range_max_bytes` was
 //! written through this leaseholder since, so idle ranges cost nothing and busy ones a scan per
 //! eighth of their size.
@@ -140,11 +143,15 @@ impl MetaUpkeep {
     }
 }
 
-/// Splits led ranges that outgrew `range_max_bytes` (module docs).
+/// Splits led ranges that outgrew `range_max_bytes`, or whose load is over `--split-qps`
+/// (module docs).
 #[derive(Default)]
 pub struct SplitQueue {
     /// Per range: bytes written through this leaseholder when it was last measured.
     measured: Mutex<HashMap<RangeId, u64>>,
+    /// Per range: requests served when last looked at, when, and whether it was over the QPS
+    /// threshold then.
+    load: Mutex<HashMap<RangeId, (u64, Instant, bool)>>,
     /// Zone configurations by table, with when they were read (re-read every 10 s).
     zones: Mutex<HashMap<u64, (Instant, ZoneConfig)>>,
 }
@@ -165,10 +172,36 @@ impl SplitQueue {
         z
     }
 
+    /// Whether `r` served more than `threshold` requests a second since the last look, and did
+    /// at the look before too (a sustained load, not a burst).
+    fn hot(&self, r: &meridian_range::Replica, threshold: u64) -> bool {
+        let (now, served) = (Instant::now(), r.requests_served());
+        let mut load = self.load.lock().unwrap_or_else(|e| e.into_inner());
+        let range = r.group().range_id();
+        let (last, at, was_hot) = load.get(&range).copied().unwrap_or((served, now, false));
+        let secs = now.duration_since(at).as_secs_f64();
+        let hot = secs > 0.5 && (served - last) as f64 / secs > threshold as f64;
+        load.insert(range, (served, now, hot));
+        hot && was_hot
+    }
+
     pub async fn run(&self, node: &Arc<Node>) {
         for r in node.store.replicas().into_iter().filter(|r| r.group().is_leader()) {
             let Some(desc) = r.fsm().live_descriptor() else { continue };
             let Some(table) = desc.table_id else { continue };
+            if node.cfg.split_qps > 0
+                && self.hot(&r, node.cfg.split_qps)
+                && let Some(key) = r.load_split_key()
+            {
+                tracing::info!(node = node.node_id(), range = desc.range_id, qps_over = node.cfg.split_qps, "splitting a range by load");
+                match split_at(node, &key, Instant::now() + Duration::from_secs(10)).await {
+                    Ok(()) => {
+                        self.load.lock().unwrap_or_else(|e| e.into_inner()).remove(&desc.range_id);
+                        continue;
+                    }
+                    Err(e) => tracing::info!(range = desc.range_id, error = %e, "load split failed; retrying later"),
+                }
+            }
             let max = self.zone(node, table).await.range_max_bytes();
             let written = r.written_bytes();
             let last = self.measured.lock().unwrap_or_else(|e| e.into_inner()).get(&desc.range_id).copied();

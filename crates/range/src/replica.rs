@@ -44,6 +44,36 @@ pub struct Replica {
     /// Bytes of keys and values proposed through this replica (as leaseholder): how much the
     /// range may have grown since the split queue last measured it.
     written: AtomicU64,
+    /// Load: requests served as leaseholder, and a sample of their keys (load splits).
+    load: Load,
+}
+
+/// Requests served by a leaseholder and a sample of the keys they touched, for load-based
+/// splits: one request in [`Load::SAMPLE_EVERY`] records its first key in a ring of
+/// [`Load::SAMPLES`], so the hot path pays an atomic increment and, rarely, a short lock.
+#[derive(Default)]
+pub struct Load {
+    requests: AtomicU64,
+    samples: Mutex<(usize, Vec<Vec<u8>>)>,
+}
+
+impl Load {
+    const SAMPLE_EVERY: u64 = 16;
+    const SAMPLES: usize = 512;
+
+    fn record(&self, key: &[u8]) {
+        let n = self.requests.fetch_add(1, Ordering::Relaxed);
+        if n.is_multiple_of(Self::SAMPLE_EVERY) {
+            let mut s = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+            let (next, ring) = &mut *s;
+            if ring.len() < Self::SAMPLES {
+                ring.push(key.to_vec());
+            } else {
+                ring[*next] = key.to_vec();
+            }
+            *next = (*next + 1) % Self::SAMPLES;
+        }
+    }
 }
 
 pub(crate) fn propose_err(range_id: u64, e: ProposeError) -> KvError {
@@ -79,6 +109,7 @@ impl Replica {
             seq: AtomicU64::new(0),
             finished: Notify::new(),
             written: AtomicU64::new(0),
+            load: Load::default(),
         }
     }
 
@@ -111,6 +142,12 @@ impl Replica {
 
     pub async fn read(&self, req: &ReadRequest) -> Result<ReadResponse, KvError> {
         self.group.read_barrier().await.map_err(|e| propose_err(self.range_id(), e))?;
+        if let Some(op) = req.ops.first() {
+            self.load.record(match op {
+                ReadOp::Get { key } => key,
+                ReadOp::Scan { start, .. } => start,
+            });
+        }
         let Some(desc) = self.fsm.live_descriptor() else {
             return Err(KvError::RangeNotFound { range_id: self.range_id() });
         };
@@ -177,6 +214,25 @@ impl Replica {
         self.written.load(Ordering::Relaxed)
     }
 
+    /// Requests served through this replica as leaseholder so far.
+    pub fn requests_served(&self) -> u64 {
+        self.load.requests.load(Ordering::Relaxed)
+    }
+
+    /// The median of the sampled request keys inside the range (excluding its start key), as a
+    /// point that divides the recent load about evenly; clears the sample. None with fewer
+    /// than 16 samples.
+    pub fn load_split_key(&self) -> Option<Vec<u8>> {
+        let desc = self.fsm.live_descriptor()?;
+        let mut keys = std::mem::take(&mut self.load.samples.lock().unwrap_or_else(|e| e.into_inner()).1);
+        keys.retain(|k| desc.contains_key(k) && *k != desc.start_key);
+        if keys.len() < 16 {
+            return None;
+        }
+        keys.sort();
+        Some(keys.swap_remove(keys.len() / 2))
+    }
+
     fn count_written(&self, writes: &[meridian_types::kv::Write]) {
         let n: usize = writes.iter().map(|w| w.key.len() + w.value.as_ref().map_or(0, |v| v.len())).sum();
         self.written.fetch_add(n as u64, Ordering::Relaxed);
@@ -196,6 +252,9 @@ impl Replica {
 
     pub async fn write(&self, req: WriteRequest) -> Result<WriteResponse, KvError> {
         self.count_written(&req.writes);
+        if let Some(w) = req.writes.first() {
+            self.load.record(&w.key);
+        }
         let cmd = |proposal_ts| {
             RangeCommand::Write(WriteCmd { proposal_ts, read_ts: req.read_ts, read_spans: req.read_spans, writes: req.writes })
         };
