@@ -473,7 +473,7 @@ impl Node {
             let st = r.group().status();
             if let Some(m) = st.members.iter().find(|m| m.node_id == target && m.voter) {
                 tracing::info!(node = self.node_id(), range = st.range_id, target, mine, least, "transferring a lease to balance");
-                let _ = r.group().transfer_leadership(m.replica_id).await;
+                let _ = r.group().transfer_leader(m.replica_id).await;
                 return;
             }
         }

@@ -27,7 +27,7 @@ use crate::dist_txn;
 use crate::node::Node;
 use crate::records::SysRecord;
 use meridian_raft_glue::{Frame, Service, Transport};
-use meridian_sql::index::{schema_fence_key, table_of_key};
+use meridian_sql::index::table_of_key;
 use meridian_sql::{DatabaseDesc, SqlError, TableDesc, TxnClient};
 use meridian_types::keys::{self, KEY_MAX};
 use meridian_types::kv::{KvRequest, KvResponse, ReadOp, ReadRequest, ReadResult, Span, Write, WriteRequest};
@@ -172,20 +172,12 @@ impl Txn {
         }
         let first = self.writes.keys().next().cloned().unwrap_or_default();
         let desc = self.node.router.lookup(&first, self.deadline).await?;
-        // The schema fence of every table written is validated as if read: a schema change
-        // writes it after waiting for propagation, so this commit fails (and the request re-runs
-        // with the new schema) if it began before the fence. A blind transaction reads "now":
+        // Every range checks its schema fence (`fence_table`) against the read timestamp at
+        // apply: a transaction that began before a schema change's fence fails there (and the
+        // request re-runs with the new schema). A blind transaction writing a table reads "now":
         // its descriptors were just checked to be fresh (`check_schema`).
-        let mut tables: Vec<u64> = self.writes.keys().filter_map(|k| table_of_key(k)).collect();
-        tables.dedup();
-        for t in tables {
-            let fence = schema_fence_key(t);
-            let d = if desc.contains_key(&fence) { desc.clone() } else { self.node.router.lookup(&fence, self.deadline).await? };
-            self.descs.entry(d.range_id).or_insert_with(|| d.clone());
-            self.reads.push((d.range_id, Span::point(&fence)));
-            if self.read_ts.is_none() {
-                self.read_ts = Some(self.node.hlc.now());
-            }
+        if self.read_ts.is_none() && self.writes.keys().any(|k| table_of_key(k).is_some()) {
+            self.read_ts = Some(self.node.hlc.now());
         }
         let one_range = self.writes.keys().all(|k| desc.contains_key(k))
             && self.reads.iter().all(|(r, _)| *r == desc.range_id || *r == SYSTEM_RANGE_ID);
@@ -774,6 +766,27 @@ impl TxnClient for Txn {
             first.get_or_insert(m);
         }
         Ok(first.unwrap_or_default())
+    }
+
+    async fn fence_table(&mut self, table_id: u64) -> Result<(), SqlError> {
+        self.commit_and_begin().await?;
+        let (start, end) = keys::table_span(table_id);
+        let mut cursor = start;
+        while cursor < end {
+            let desc = self.node.router.lookup(&cursor, self.deadline).await?;
+            match self.node.router.send(&desc, KvRequest::Fence { range_id: desc.range_id }, self.deadline).await {
+                // The range's own descriptor says where the next one starts.
+                Ok(KvResponse::Fenced { desc }) if desc.contains_key(&cursor) => cursor = desc.end_key,
+                Ok(KvResponse::Fenced { desc }) => self.node.router.evict_span(&desc.start_key, &desc.end_key),
+                Ok(other) => return Err(SqlError::Kv(KvError::Internal(format!("unexpected fence answer {other:?}")))),
+                Err(KvError::KeyOutOfRange { .. } | KvError::RangeNotFound { .. }) if Instant::now() < self.deadline => {}
+                Err(e) => return Err(e.into()),
+            }
+            if cursor.as_slice() < end.as_slice() && Instant::now() >= self.deadline {
+                return Err(SqlError::Kv(KvError::Timeout));
+            }
+        }
+        Ok(())
     }
 
     async fn split_at(&mut self, key: &[u8]) -> Result<(), SqlError> {

@@ -143,12 +143,6 @@ impl Group {
         Ok(())
     }
 
-    /// Asks the leader (this replica) to hand leadership to replica `to`, which must be a voter;
-    /// returns once asked (the transfer completes, or not, on its own). Ignored by a follower.
-    pub async fn transfer_leadership(&self, to: ReplicaId) -> Result<(), ProposeError> {
-        self.raft.trigger().transfer_leader(to).await.map_err(|e| ProposeError::Fatal(e.to_string()))
-    }
-
     /// Removes a replica from the group entirely.
     pub async fn remove_member(&self, replica_id: ReplicaId) -> Result<(), ProposeError> {
         let map =

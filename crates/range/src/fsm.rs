@@ -50,6 +50,9 @@ pub enum RangeCommand {
     Heartbeat { txn_id: u128, expires_ms: u64 },
     /// Split the range in two (`crate::split`).
     Split(crate::split::SplitCmd),
+    /// Raise the schema fence to `ts` (the leaseholder's proposal timestamp: above every read
+    /// it served).
+    Fence { ts: Timestamp },
 }
 
 /// A one-range transaction's writes, with what it read and when.
@@ -103,6 +106,9 @@ pub struct RangeState {
     /// Records of transactions anchored here (pending ones while heartbeating), until their
     /// coordinator forgets them.
     pub txn_records: BTreeMap<u128, TxnRecord>,
+    /// Schema fence: a write whose transaction read below this timestamp fails (the table's
+    /// schema changed since it began; `RangeCommand::Fence`).
+    pub fence_ts: Timestamp,
 }
 
 /// Writes of entries applied into the batch that is not written to the engine yet: validation
@@ -115,6 +121,10 @@ struct Unflushed {
     intents: HashMap<Vec<u8>, Option<Intent>>,
 }
 
+/// Called with (new range, this node's replica of it, the range it split from) for each split
+/// applied here, once the batch is written.
+pub type SplitHook = Box<dyn Fn(RangeId, meridian_types::ReplicaId, RangeId) + Send + Sync>;
+
 pub struct RangeFsm {
     range_id: RangeId,
     hlc: Arc<Hlc>,
@@ -125,7 +135,7 @@ pub struct RangeFsm {
     /// Replicas of new ranges created by splits applied in the unwritten batch: started (sent to
     /// the hook) once the batch is written.
     split_replicas: std::sync::Mutex<Vec<(RangeId, meridian_types::ReplicaId)>>,
-    split_hook: std::sync::OnceLock<Box<dyn Fn(RangeId, meridian_types::ReplicaId) + Send + Sync>>,
+    split_hook: std::sync::OnceLock<SplitHook>,
 }
 
 pub(crate) fn storage_failure(range: RangeId, e: impl std::fmt::Debug) -> ! {
@@ -152,8 +162,8 @@ impl RangeFsm {
         self.range_id
     }
 
-    /// Called with (new range, this node's replica) for each split applied here, once written.
-    pub fn set_split_hook(&self, hook: Box<dyn Fn(RangeId, meridian_types::ReplicaId) + Send + Sync>) {
+    /// Sets the hook called for each split applied here ([`SplitHook`]).
+    pub fn set_split_hook(&self, hook: SplitHook) {
         let _ = self.split_hook.set(hook);
     }
 
@@ -232,6 +242,12 @@ impl RangeFsm {
         };
         if writes.iter().any(|w| !desc.contains_key(&w.key)) || read_spans.iter().any(|s| !desc.contains_span(&s.start, &s.end)) {
             return Err(ApplyResult::OutOfRange);
+        }
+        if let Some(rts) = *read_ts
+            && rts < st.fence_ts
+            && !writes.is_empty()
+        {
+            return Err(ApplyResult::Conflict(st.fence_ts));
         }
         if let Some(rts) = *read_ts {
             // Fast path: nothing at all was written in this range after the read.
@@ -412,6 +428,10 @@ impl Fsm for RangeFsm {
                         ApplyResult::Txn(rec)
                     }
                     RangeCommand::Split(c) => self.apply_split(engine, batch, &mut next, c),
+                    RangeCommand::Fence { ts } => {
+                        next.fence_ts = next.fence_ts.max(*ts);
+                        ApplyResult::Ok
+                    }
                     RangeCommand::Heartbeat { txn_id, expires_ms } => {
                         let rec = next.txn_records.entry(*txn_id).or_insert(TxnRecord { status: TxnStatus::Pending, expires_ms: 0 });
                         if rec.status == TxnStatus::Pending {
@@ -441,7 +461,7 @@ impl Fsm for RangeFsm {
         let splits = std::mem::take(&mut *self.split_replicas.lock().unwrap_or_else(|e| e.into_inner()));
         if let Some(hook) = self.split_hook.get() {
             for (range, replica) in splits {
-                hook(range, replica);
+                hook(range, replica, self.range_id);
             }
         }
         self.applied.send_replace(index);

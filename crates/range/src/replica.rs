@@ -361,6 +361,15 @@ impl Replica {
         }
     }
 
+    /// Raises the range's schema fence above everything this leaseholder served; returns the
+    /// range's descriptor.
+    pub async fn fence(&self) -> Result<RangeDescriptor, KvError> {
+        match self.propose_timestamped(|ts| RangeCommand::Fence { ts }).await? {
+            ApplyResult::Ok => self.fsm.live_descriptor().ok_or(KvError::RangeNotFound { range_id: self.range_id() }),
+            r => Err(self.apply_error(r)),
+        }
+    }
+
     /// A transaction record held here, linearizably.
     pub async fn query_txn(&self, txn_id: u128) -> Result<TxnRecord, KvError> {
         self.group.read_barrier().await.map_err(|e| propose_err(self.range_id(), e))?;

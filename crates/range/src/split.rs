@@ -4,7 +4,7 @@
 //! apply batch, so all or nothing): the range keeps `[start, split_key)` under a new generation,
 //! and the replica writes the starting state of its own replica of the new range
 //! `[split_key, end)` (`meridian_raft_glue::split`), whose range state is a copy of this one's
-//! over the new span: the same last write timestamp and the transaction records (pushers find a
+//! over the new span: the same last write timestamp and schema fence, and the transaction records (pushers find a
 //! record by its anchor key, which may now lie on either side; the copy on the side that does
 //! not hold the anchor is never consulted). Once the batch is written the store starts the new
 //! replica (the hook set with [`RangeFsm::set_split_hook`]).
@@ -81,6 +81,7 @@ impl RangeFsm {
             let right_state = RangeState {
                 desc: Some(right.clone()),
                 last_write_ts: st.last_write_ts,
+                fence_ts: st.fence_ts,
                 txn_records: st.txn_records.clone(),
                 ..RangeState::default()
             };
@@ -130,7 +131,7 @@ mod tests {
         let f = RangeFsm::open(7, &e, Arc::new(Hlc::system(500_000_000)));
         let started = Arc::new(Mutex::new(Vec::new()));
         let s2 = started.clone();
-        f.set_split_hook(Box::new(move |r, rep| s2.lock().unwrap().push((r, rep))));
+        f.set_split_hook(Box::new(move |r, rep, from| s2.lock().unwrap().push((r, rep, from))));
         let desc = RangeDescriptor {
             range_id: 7,
             start_key: b"a".to_vec(),
@@ -170,7 +171,7 @@ mod tests {
         assert_eq!(apply(&f, &e, write("k")), ApplyResult::OutOfRange);
         assert_eq!(mvcc::get(&e, b"k", Timestamp::MAX, None).unwrap(), Some(b"v".to_vec()));
         // This node's replica of the new range: replica 91, started once the batch was written.
-        assert_eq!(*started.lock().unwrap(), vec![(9, 91)]);
+        assert_eq!(*started.lock().unwrap(), vec![(9, 91, 7)]);
         let rid = e.get(Cf::RaftMeta, &range_local_key(9, range_local::REPLICA_ID)).unwrap().unwrap();
         assert_eq!(postcard::from_bytes::<u64>(&rid).unwrap(), 91);
         let rs = e.get(Cf::RangeMeta, &range_local_key(9, range_local::RANGE_STATE)).unwrap().unwrap();
@@ -198,5 +199,43 @@ mod tests {
         let stale = RangeDescriptor { generation: 9, ..desc };
         assert!(matches!(apply(&f, &e, RangeCommand::SetDescriptor(stale)), ApplyResult::Busy(_)));
         assert_eq!(apply(&f, &e, RangeCommand::SetDescriptor(left.clone())), ApplyResult::Ok, "the same one again is fine");
+    }
+
+    #[test]
+    fn a_fence_refuses_writes_of_transactions_that_began_before_it_and_splits_keep_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Engine::open(dir.path()).unwrap();
+        let f = RangeFsm::open(7, &e, Arc::new(Hlc::system(500_000_000)));
+        let desc = RangeDescriptor {
+            range_id: 7,
+            start_key: b"a".to_vec(),
+            end_key: b"m".to_vec(),
+            replicas: vec![],
+            generation: 1,
+            table_id: Some(5),
+        };
+        assert_eq!(apply(&f, &e, RangeCommand::SetDescriptor(desc)), ApplyResult::Ok);
+        let fence = Timestamp::new(1_000, 0);
+        assert_eq!(apply(&f, &e, RangeCommand::Fence { ts: fence }), ApplyResult::Ok);
+        let w = |read: u64| {
+            RangeCommand::Write(crate::fsm::WriteCmd {
+                proposal_ts: Timestamp::new(2_000, 0),
+                read_ts: Some(Timestamp::new(read, 0)),
+                read_spans: vec![],
+                writes: vec![Write::put(b"c".to_vec(), b"v".to_vec())],
+            })
+        };
+        assert_eq!(apply(&f, &e, w(999)), ApplyResult::Conflict(fence), "began before the fence");
+        assert!(matches!(apply(&f, &e, w(1_000)), ApplyResult::Committed(_)), "began at or after it");
+        assert_eq!(apply(&f, &e, RangeCommand::Fence { ts: Timestamp::new(500, 0) }), ApplyResult::Ok);
+        assert_eq!(f.state().fence_ts, fence, "a fence never moves back");
+        // Both halves of a split keep the fence.
+        let mut b = Batch::new();
+        b.put(&e, Cf::RaftMeta, &range_local_key(7, range_local::REPLICA_ID), &postcard::to_stdvec(&71u64).unwrap());
+        e.write(b).unwrap();
+        let split = SplitCmd { split_key: b"h".to_vec(), new_range_id: 9, replicas: [(71, (91, 1, true))].into() };
+        assert!(matches!(apply(&f, &e, RangeCommand::Split(split)), ApplyResult::Split(_)));
+        let right = RangeFsm::open(9, &e, Arc::new(Hlc::system(500_000_000)));
+        assert_eq!(right.state().fence_ts, fence);
     }
 }

@@ -24,12 +24,12 @@ impl Store {
         let reg = fsms.clone();
         let fhlc = hlc.clone();
         // Replicas of ranges created by splits applied here, to start (crate::split).
-        let (split_tx, mut split_rx) = tokio::sync::mpsc::unbounded_channel::<(RangeId, ReplicaId)>();
+        let (split_tx, mut split_rx) = tokio::sync::mpsc::unbounded_channel::<(RangeId, ReplicaId, RangeId)>();
         let factory: FsmFactory = Arc::new(move |range, engine: &Engine| {
             let fsm = RangeFsm::open(range, engine, fhlc.clone());
             let tx = split_tx.clone();
-            fsm.set_split_hook(Box::new(move |r, replica| {
-                let _ = tx.send((r, replica));
+            fsm.set_split_hook(Box::new(move |r, replica, from| {
+                let _ = tx.send((r, replica, from));
             }));
             reg.write().unwrap_or_else(|e| e.into_inner()).insert(range, fsm.clone());
             fsm
@@ -37,10 +37,17 @@ impl Store {
         let host = RaftHost::new(engine.clone(), transport, timings, factory);
         let starter = Arc::downgrade(&host);
         tokio::spawn(async move {
-            while let Some((range, replica)) = split_rx.recv().await {
+            while let Some((range, replica, from)) = split_rx.recv().await {
                 let Some(host) = starter.upgrade() else { return };
                 match host.ensure_group(range, replica).await {
-                    Ok(_) => tracing::info!(range, replica, "started the replica of a range created by a split"),
+                    Ok(g) => {
+                        tracing::info!(range, replica, "started the replica of a range created by a split");
+                        // Where the old range's leader is, the new range campaigns at once
+                        // rather than after an election timeout (requests are waiting for it).
+                        if host.group(from).is_some_and(|f| f.is_leader()) {
+                            g.campaign().await;
+                        }
+                    }
                     Err(e) => tracing::warn!(range, replica, error = %e, "could not start the replica of a split"),
                 }
             }
@@ -124,6 +131,7 @@ impl Store {
             KvRequest::Heartbeat { txn_id, expires_ms, .. } => replica.heartbeat(txn_id, expires_ms).await.map(KvResponse::Txn),
             KvRequest::QueryTxn { txn_id, .. } => replica.query_txn(txn_id).await.map(KvResponse::Txn),
             KvRequest::RangeStats { .. } => replica.stats().await.map(|(desc, bytes)| KvResponse::RangeStats { desc, bytes }),
+            KvRequest::Fence { .. } => replica.fence().await.map(|desc| KvResponse::Fenced { desc }),
             KvRequest::Split { split_key, new_range_id, replica_ids, .. } => {
                 replica.split(split_key, new_range_id, &replica_ids).await.map(|(left, right)| KvResponse::Split { left, right })
             }

@@ -246,15 +246,14 @@ pub(crate) async fn create_index<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, ci: &
     Ok(QueryResult::tag("CREATE INDEX", 0))
 }
 
-/// Waits for the new descriptor version to propagate, then writes the table's schema fence
-/// ([`index::schema_fence_key`]) so writes prepared with an older version cannot commit later.
+/// Waits for the new descriptor version to propagate, then raises the table's schema fence
+/// ([`TxnClient::fence_table`]) so writes prepared with an older version cannot commit later.
 async fn propagate<T: TxnClient>(txn: &mut T, db: &str, table: &str, id: u32) -> Result<(), SqlError> {
     txn.wait_for_schema_propagation().await?;
     let mut attempt = 0;
     loop {
         let (desc, _) = reload(txn, db, table, id).await?;
-        txn.put(index::schema_fence_key(desc.id), desc.version.to_be_bytes().to_vec());
-        match txn.commit_and_begin().await {
+        match txn.fence_table(desc.id).await {
             Err(e) if retryable(&e) && attempt < CHUNK_ATTEMPTS => attempt += 1,
             other => return other,
         }

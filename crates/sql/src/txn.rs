@@ -84,6 +84,18 @@ pub trait TxnClient: Send {
     /// transactions that used an older one are refused at commit. Called by schema changes
     /// between descriptor versions, so at most two adjacent versions are ever in use.
     fn wait_for_schema_propagation(&mut self) -> impl Future<Output = Result<(), SqlError>> + Send;
+    /// Raises the schema fence of table `table_id` (after committing what is buffered, like
+    /// [`TxnClient::commit_and_begin`]): from now on no transaction that began before may write
+    /// the table; its commit fails with a retryable conflict. The default writes the table's
+    /// fence key (`index::schema_fence_key`), which an implementation must then validate as read
+    /// by every writer of the table; the node instead fences every range of the table, which
+    /// checks it at apply.
+    fn fence_table(&mut self, table_id: u64) -> impl Future<Output = Result<(), SqlError>> + Send {
+        async move {
+            self.put(crate::index::schema_fence_key(table_id), Vec::new());
+            self.commit_and_begin().await
+        }
+    }
     // --- ranges ---
     /// Splits the range holding `key` so that a range starts at `key` (nothing if one does);
     /// takes effect at once, outside the transaction. The default says there are no ranges.

@@ -205,6 +205,11 @@ pub enum KvRequest {
     RangeStats {
         range_id: RangeId,
     },
+    /// Raise the range's schema fence to a timestamp above everything it served: a write whose
+    /// transaction read (or began) below it fails from then on (schema changes).
+    Fence {
+        range_id: RangeId,
+    },
     /// Split the range at `split_key` (strictly inside it) into itself and `new_range_id`, whose
     /// replicas take ids from `replica_ids` (at least one per current replica).
     Split {
@@ -227,7 +232,8 @@ impl KvRequest {
             | KvRequest::QueryTxn { range_id, .. }
             | KvRequest::Heartbeat { range_id, .. }
             | KvRequest::RangeStats { range_id }
-            | KvRequest::Split { range_id, .. } => *range_id,
+            | KvRequest::Split { range_id, .. }
+            | KvRequest::Fence { range_id } => *range_id,
         }
     }
 
@@ -255,5 +261,9 @@ pub enum KvResponse {
     Split {
         left: crate::RangeDescriptor,
         right: crate::RangeDescriptor,
+    },
+    /// The range's fence is raised; its descriptor.
+    Fenced {
+        desc: crate::RangeDescriptor,
     },
 }
