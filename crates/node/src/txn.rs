@@ -16,9 +16,10 @@
 //! when it was fetched; at commit, one fetched [`SCHEMA_LEASE`] ago or more is re-read, and a
 //! changed one fails the transaction with a retryable conflict. With the catalog cache's TTL
 //! this bounds how long after a new descriptor version an older one can still be applied,
-//! which `wait_for_schema_propagation` waits out ([`SCHEMA_WAIT`]); a commit also validates
-//! the schema fence of each table it writes, so one prepared before a schema change's wait and
-//! applied after it fails instead of landing late. Schema changes commit in
+//! which `wait_for_schema_propagation` waits out ([`SCHEMA_WAIT`]); after it a schema change
+//! raises the schema fence of every range of the table (`fence_table`), and each range refuses
+//! at apply a write whose transaction began below its fence, so one prepared before a schema
+//! change's wait and applied after it fails instead of landing late. Schema changes commit in
 //! chunks with `commit_and_begin`; batched point reads (`get_many`) send one request per range.
 
 use crate::admin::{self, AdminRequest, AdminResponse};

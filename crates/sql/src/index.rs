@@ -40,11 +40,10 @@ fn corrupt(what: &str) -> SqlError {
     SqlError::Kv(KvError::Internal(format!("index encoding: {what}")))
 }
 
-/// The table's schema fence: a key at index id 0 of the table's span that schema changes write
-/// after each wait for propagation. Every transaction writing the table has it validated among
-/// its reads at commit (the node adds it), so one whose reads predate the fence and that would
-/// commit after it retries (with the new schema) instead: no write made with a descriptor older
-/// than the wait can land once the schema change has moved on, however late it is applied.
+/// The key of a table's schema fence for stores that keep it as a key (the default
+/// [`crate::TxnClient::fence_table`], used by the in-memory test store): index id 0 of the
+/// table's span, written after each wait for propagation. The node keeps the fence in each
+/// range's state instead (see `fence_table` there).
 pub fn schema_fence_key(table_id: u64) -> Vec<u8> {
     keys::index_prefix(table_id, 0)
 }

@@ -15,8 +15,8 @@
 //! maintain it: had those already been adding entries, an unaware writer deleting or changing a
 //! row would leave a dangling entry behind, and the backfill only adds. Each wait lets at most
 //! two adjacent descriptor versions be in use at any moment; after it the table's schema fence
-//! is written ([`index::schema_fence_key`]), so a write prepared with an older version that is
-//! applied late (its commit delayed past the wait) fails validation and retries instead.
+//! is raised ([`TxnClient::fence_table`]), so a write prepared with an older version that is
+//! applied late (its commit delayed past the wait) fails and retries instead.
 //!
 //! DROP INDEX: a public index first goes back to `WriteOnly` (readers stop using it while every
 //! writer still maintains it), wait, then it leaves the descriptor and its entries are deleted
