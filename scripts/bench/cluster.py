@@ -17,7 +17,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def find_binary():
-    cands = [os.environ.get("MERIDIAN_BIN", "")]
+    # MERIDIAN_BIN relative to where the script was started from (the scripts cd into scripts/bench).
+    given = os.environ.get("MERIDIAN_BIN", "")
+    if given and not os.path.isabs(given):
+        given = os.path.join(os.environ.get("MERIDIAN_CWD", os.getcwd()), given)
+    if given and not os.path.exists(given):
+        raise SystemExit(f"MERIDIAN_BIN={given} does not exist")
+    cands = [given]
     for d in [os.environ.get("CARGO_TARGET_DIR", ""), "/var/tmp/meridian-target-release", "/var/tmp/meridian-target", os.path.join(ROOT, "target")]:
         if d:
             cands += [os.path.join(d, "release", "meridian"), os.path.join(d, "debug", "meridian")]
