@@ -277,3 +277,47 @@ async fn a_range_under_sustained_load_splits_where_the_load_divides() {
     let n = count(&c.must(1, "bench", "SELECT count(*) FROM kv").await);
     assert_eq!(count(&c.must(2, "bench", "SELECT count(*) FROM kv WHERE k >= 0").await), n, "every gateway sees every row");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unique_index_holds_across_ranges_under_concurrent_inserts() {
+    // Shows: on a table split into ranges, rows in different ranges that would share a unique
+    // value conflict through the index's entry (which lives in another range than either row):
+    // of concurrent inserts of one value through every gateway exactly one wins and the others get
+    // 23505, and a later insert of a taken value is refused whatever range its row falls in.
+    let _g = serial().await;
+    let c = Cluster::start(3, &[]).await;
+    c.must(0, "", "CREATE DATABASE d").await;
+    must(&c, 0, "CREATE TABLE t (k INT8 PRIMARY KEY, v INT8 NOT NULL)").await;
+    must(&c, 0, "CREATE UNIQUE INDEX t_v ON t (v)").await;
+    must(&c, 0, "ALTER TABLE t SPLIT AT VALUES (100), (200), (300)").await;
+    assert_eq!(tiled_ranges(&c, 0).await.len(), 4);
+    for round in 0..6 {
+        let value = 1000 + round;
+        let tasks: Vec<_> = (0..4)
+            .map(|i| {
+                let (http, client) = (c.nodes[i % 3].http.clone(), c.client.clone());
+                // Each contender's row lies in a different range: k = 50, 150, 250, 350 (+ round).
+                let k = 50 + 100 * i as i64 + round;
+                tokio::spawn(async move {
+                    let body = json!({"database": "d", "timeout": "20s", "statements": [{"sql": "INSERT INTO t VALUES ($1, $2)", "args": [k, value]}]});
+                    let r = client.post(format!("http://{http}/v1/sql")).json(&body).send().await.unwrap();
+                    let st = r.status().as_u16();
+                    let b: Value = r.json().await.unwrap_or_default();
+                    (st, b["error"]["code"].as_str().map(str::to_string))
+                })
+            })
+            .collect();
+        let mut wins = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                (200, _) => wins += 1,
+                (409, Some(code)) if code == "23505" => {}
+                other => panic!("round {round}: {other:?}"),
+            }
+        }
+        assert_eq!(wins, 1, "round {round}: exactly one insert of {value} wins");
+        assert_eq!(int(&must(&c, 1, &format!("SELECT count(*) FROM t WHERE v + 0 = {value}")).await), 1);
+    }
+    let (st, body) = sql(&c, 2, "INSERT INTO t VALUES (399, 1003)").await;
+    assert_eq!((st, body["error"]["code"].as_str()), (409, Some("23505")), "{body}");
+}
