@@ -402,6 +402,17 @@ async fn leases_spread_evenly_over_the_nodes() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     eprintln!("leases per node: {counts:?}");
+    // Every node's status shows every node's lease count (heard with pings, a second old at most).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let all = c.status(1).await["lease_counts"].clone();
+        let m = all.as_object().cloned().unwrap_or_default();
+        if m.len() == 3 && m.values().filter_map(|v| v.as_u64()).sum::<u64>() == 9 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "lease counts in the status: {all}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     for t in 0..8 {
         c.must(t % 3, "bal", &format!("INSERT INTO t{t} VALUES (1, {t})")).await;
         assert_eq!(rows(&c.must((t + 1) % 3, "bal", &format!("SELECT v FROM t{t} WHERE k = 1")).await), vec![json!([t])]);

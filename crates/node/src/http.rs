@@ -313,6 +313,7 @@ async fn status(State(node): State<Arc<Node>>) -> Response {
         "node_id": node.node_id(),
         "replica_count": ranges.len(),
         "leaseholder_count": leaseholders,
+        "lease_counts": node.lease_counts().into_iter().map(|(n, c)| (n.to_string(), json!(c))).collect::<serde_json::Map<_, _>>(),
         "cluster_id": node.cluster_id(),
         "addr": node.cfg.listen_addr,
         "http_addr": node.cfg.http_addr,

@@ -440,6 +440,21 @@ impl Node {
         Ok(())
     }
 
+    /// Lease counts of every node this one heard from in the last few seconds (its peers' from
+    /// their answers to pings), itself included.
+    pub fn lease_counts(&self) -> std::collections::BTreeMap<NodeId, u64> {
+        let mut out: std::collections::BTreeMap<NodeId, u64> = self
+            .peer_leases
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(_, (_, at))| at.elapsed() < Duration::from_secs(5))
+            .map(|(n, (c, _))| (*n, *c))
+            .collect();
+        out.insert(self.node_id(), self.leaseholder_count() as u64);
+        out
+    }
+
     /// How many ranges this node holds the lease (leadership) of.
     pub fn leaseholder_count(&self) -> usize {
         self.store.replicas().iter().filter(|r| r.group().is_leader()).count()
