@@ -216,19 +216,26 @@ async fn read_skew_across_ranges_is_prevented() {
     assert_eq!(int(&c.must(0, "t", "SELECT (SELECT v FROM a WHERE k = 9) + (SELECT v FROM b WHERE k = 9)").await), 1000);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_coordinator_that_dies_after_prepare_leaves_no_lock_behind() {
-    let _g = serial().await;
+/// A cluster where node 3 coordinated `UPDATE a, b SET v = 100 WHERE k = 1` (both rows held 1)
+/// and exited at `point` of the commit (the `MERIDIAN_TESTING_DIE_AT` hook) before answering.
+async fn coordinator_died_at(point: &str) -> Cluster {
     let c = Cluster::start(3, &[]).await;
     two_tables(&c).await;
     c.must(0, "t", "INSERT INTO a VALUES (1, 1)").await;
     c.must(0, "t", "INSERT INTO b VALUES (1, 1)").await;
-    // Node 3 becomes a coordinator that exits between laying its intents and committing.
     c.sigkill(2);
-    c.spawn_with_env(2, &[("MERIDIAN_TESTING_DIE_AT", "after-prepare")]);
+    c.spawn_with_env(2, &[("MERIDIAN_TESTING_DIE_AT", point)]);
     c.wait_ready(2, Duration::from_secs(60)).await;
     let (st, _) = req(&c, 2, &["UPDATE a SET v = 100 WHERE k = 1", "UPDATE b SET v = 100 WHERE k = 1"]).await;
     assert_ne!(st, 200, "the coordinator died before answering");
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_that_dies_after_prepare_leaves_no_lock_behind() {
+    let _g = serial().await;
+    // Node 3 was a coordinator that exited between laying its intents and committing.
+    let c = coordinator_died_at("after-prepare").await;
     // Its intents block readers until its expiry, then are aborted: the old values, never half.
     let started = Instant::now();
     let body = c.must(0, "t", "SELECT (SELECT v FROM a WHERE k = 1), (SELECT v FROM b WHERE k = 1)").await;
@@ -250,15 +257,7 @@ async fn a_coordinator_that_dies_after_committing_leaves_its_writes_to_readers()
     // coordinator died before resolving a single intent: readers that meet the intents learn
     // the outcome from the record and resolve them, on every range.
     let _g = serial().await;
-    let c = Cluster::start(3, &[]).await;
-    two_tables(&c).await;
-    c.must(0, "t", "INSERT INTO a VALUES (1, 1)").await;
-    c.must(0, "t", "INSERT INTO b VALUES (1, 1)").await;
-    c.sigkill(2);
-    c.spawn_with_env(2, &[("MERIDIAN_TESTING_DIE_AT", "after-record")]);
-    c.wait_ready(2, Duration::from_secs(60)).await;
-    let (st, _) = req(&c, 2, &["UPDATE a SET v = 100 WHERE k = 1", "UPDATE b SET v = 100 WHERE k = 1"]).await;
-    assert_ne!(st, 200, "the coordinator died before answering");
+    let c = coordinator_died_at("after-record").await;
     for gw in [0, 1] {
         let body = c.must(gw, "t", "SELECT (SELECT v FROM a WHERE k = 1), (SELECT v FROM b WHERE k = 1)").await;
         assert_eq!(rows(&body)[0], json!([100, 100]), "the committed transaction, whole, through node {}", gw + 1);

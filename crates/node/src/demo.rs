@@ -31,7 +31,7 @@ pub async fn run(nodes: usize, http_port: u16) -> Result<(), String> {
             max_body_bytes: 8 << 20,
             default_timeout: Duration::from_secs(10),
             dead_after: Duration::from_secs(30),
-            split_qps: 2500,
+            split_qps: 0,
             exec: meridian_sql::ExecOptions::default(),
         };
         let mut rx = stop_tx.subscribe();

@@ -562,16 +562,7 @@ impl Node {
         let Some(mut desc) = r.fsm().descriptor() else {
             return Ok(());
         };
-        let st = r.group().status();
-        desc.replicas = st
-            .members
-            .iter()
-            .map(|m| ReplicaDescriptor {
-                replica_id: m.replica_id,
-                node_id: m.node_id,
-                kind: if m.voter { ReplicaKind::Voter } else { ReplicaKind::NonVoter },
-            })
-            .collect();
+        desc.replicas = r.members();
         desc.generation += 1;
         r.set_descriptor(desc.clone()).await?;
         let me = self.self_arc().ok_or_else(|| SqlError::Kv(KvError::Unavailable("stopping".into())))?;

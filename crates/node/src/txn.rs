@@ -738,56 +738,19 @@ impl TxnClient for Txn {
     }
 
     async fn configure_zone(&mut self, db: &str, table: Option<&TableDesc>, change: ZoneConfig) -> Result<ZoneConfig, SqlError> {
-        let mut targets: Vec<Vec<u8>> = match table {
+        let mut targets = match table {
             Some(t) => vec![keys::zone_key(t.id)],
             None => vec![keys::database_zone_key(db)],
         };
         if table.is_none() {
             targets.extend(self.list_tables(db).await?.iter().map(|t| keys::zone_key(t.id)));
         }
-        let mut first = None;
-        for key in targets {
-            let merged = std::sync::Arc::new(std::sync::Mutex::new(ZoneConfig::default()));
-            let out = merged.clone();
-            self.sys_txn(move |t| {
-                let (key, merged) = (key.clone(), merged.clone());
-                Box::pin(async move {
-                    let cur = match t.get(&key).await? {
-                        Some(b) => ZoneConfig::decode_record(&b)?,
-                        None => ZoneConfig::default(),
-                    };
-                    let m = meridian_sql::zone::merge_zone(cur, change)?;
-                    t.put(key, m.encode_record());
-                    *merged.lock().unwrap_or_else(|e| e.into_inner()) = m;
-                    Ok(())
-                })
-            })
-            .await?;
-            let m = *out.lock().unwrap_or_else(|e| e.into_inner());
-            first.get_or_insert(m);
-        }
-        Ok(first.unwrap_or_default())
+        crate::range_ops::configure_zone(&self.node, self.deadline, targets, change).await
     }
 
     async fn fence_table(&mut self, table_id: u64) -> Result<(), SqlError> {
         self.commit_and_begin().await?;
-        let (start, end) = keys::table_span(table_id);
-        let mut cursor = start;
-        while cursor < end {
-            let desc = self.node.router.lookup(&cursor, self.deadline).await?;
-            match self.node.router.send(&desc, KvRequest::Fence { range_id: desc.range_id }, self.deadline).await {
-                // The range's own descriptor says where the next one starts.
-                Ok(KvResponse::Fenced { desc }) if desc.contains_key(&cursor) => cursor = desc.end_key,
-                Ok(KvResponse::Fenced { desc }) => self.node.router.evict_span(&desc.start_key, &desc.end_key),
-                Ok(other) => return Err(SqlError::Kv(KvError::Internal(format!("unexpected fence answer {other:?}")))),
-                Err(KvError::KeyOutOfRange { .. } | KvError::RangeNotFound { .. }) if Instant::now() < self.deadline => {}
-                Err(e) => return Err(e.into()),
-            }
-            if cursor.as_slice() < end.as_slice() && Instant::now() >= self.deadline {
-                return Err(SqlError::Kv(KvError::Timeout));
-            }
-        }
-        Ok(())
+        crate::range_ops::fence_table(&self.node, self.deadline, table_id).await
     }
 
     async fn split_at(&mut self, key: &[u8]) -> Result<(), SqlError> {
@@ -795,42 +758,7 @@ impl TxnClient for Txn {
     }
 
     async fn ranges(&mut self, start: &[u8], end: &[u8]) -> Result<Vec<meridian_sql::RangeInfo>, SqlError> {
-        let localities: BTreeMap<u64, String> = self.node.router.nodes().iter().map(|n| (n.node_id, n.locality_string())).collect();
-        let mut out = Vec::new();
-        let mut cursor = start.to_vec();
-        while cursor.as_slice() < end {
-            let desc = self.node.router.lookup(&cursor, self.deadline).await?;
-            let req = KvRequest::RangeStats { range_id: desc.range_id };
-            let (leaseholder, desc, bytes) = match self.node.router.send_and_say_who(&desc, req, self.deadline).await {
-                Ok((n, KvResponse::RangeStats { desc, bytes })) => (n, desc, bytes),
-                Ok((_, other)) => return Err(SqlError::Kv(KvError::Internal(format!("unexpected stats answer {other:?}")))),
-                // The range moved or changed: look it up again.
-                Err(KvError::KeyOutOfRange { .. } | KvError::RangeNotFound { .. }) if Instant::now() < self.deadline => continue,
-                Err(e) => return Err(e.into()),
-            };
-            if !desc.contains_key(&cursor) {
-                // The meta record was older than the range (a split whose record is not written
-                // yet): look again shortly, the leaseholders correct it (crate::split).
-                self.node.router.evict_span(&desc.start_key, &desc.end_key);
-                if Instant::now() + Duration::from_millis(50) >= self.deadline {
-                    return Err(SqlError::Kv(KvError::Timeout));
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-            let replicas = desc.replicas.iter().map(|r| r.node_id).collect();
-            out.push(meridian_sql::RangeInfo {
-                range_id: desc.range_id,
-                start_key: desc.start_key.clone(),
-                end_key: desc.end_key.clone(),
-                size_bytes: bytes,
-                leaseholder,
-                replicas,
-                localities: localities.clone(),
-            });
-            cursor = desc.end_key;
-        }
-        Ok(out)
+        crate::range_ops::ranges(&self.node, self.deadline, start, end).await
     }
 }
 

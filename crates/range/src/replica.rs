@@ -310,17 +310,10 @@ impl Replica {
         }
     }
 
-    /// The descriptor (with the current members as its replicas) and MVCC bytes of this range,
-    /// from its leaseholder (the size is counted by a scan of the span: for `SHOW RANGES`, not
-    /// for hot paths).
-    pub async fn stats(&self) -> Result<(RangeDescriptor, u64), KvError> {
-        if !self.group.is_leader() {
-            return Err(self.not_leaseholder());
-        }
-        let mut desc = self.fsm.live_descriptor().ok_or(KvError::RangeNotFound { range_id: self.range_id() })?;
-        // The replicas are the Raft membership now (the descriptor keeps the founding set).
-        desc.replicas = self
-            .group
+    /// The range's replicas as its Raft membership has them now (a descriptor records the
+    /// founding set until a replica change publishes a new one).
+    pub fn members(&self) -> Vec<ReplicaDescriptor> {
+        self.group
             .status()
             .members
             .iter()
@@ -329,7 +322,18 @@ impl Replica {
                 node_id: m.node_id,
                 kind: if m.voter { ReplicaKind::Voter } else { ReplicaKind::NonVoter },
             })
-            .collect();
+            .collect()
+    }
+
+    /// The descriptor (with the current members as its replicas) and MVCC bytes of this range,
+    /// from its leaseholder (the size is counted by a scan of the span: for `SHOW RANGES`, not
+    /// for hot paths).
+    pub async fn stats(&self) -> Result<(RangeDescriptor, u64), KvError> {
+        if !self.group.is_leader() {
+            return Err(self.not_leaseholder());
+        }
+        let mut desc = self.fsm.live_descriptor().ok_or(KvError::RangeNotFound { range_id: self.range_id() })?;
+        desc.replicas = self.members();
         let (engine, start, end) = (self.engine.clone(), desc.start_key.clone(), desc.end_key.clone());
         let bytes = tokio::task::spawn_blocking(move || mvcc::span_bytes(&engine, &start, &end))
             .await
