@@ -136,6 +136,9 @@ async fn manual_splits_keep_every_row_readable_and_writable_from_every_gateway()
                 }
             }
             c.dump_logs();
+            for (i, node) in c.nodes.iter().enumerate() {
+                let _ = std::fs::copy(&node.log, std::env::temp_dir().join(format!("meridian-splitbug-n{}.log", i + 1)));
+            }
             panic!(
                 "count {n} through node {}; ORDER BY k gives {} rows, first {:?}; k < 100: {direct} (per gateway {per_gw:?}); count again: {again}; first range {first:?}; replicas: {views:#?}",
                 gw + 1,

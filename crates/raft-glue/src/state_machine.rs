@@ -189,6 +189,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn install_snapshot(&mut self, meta: &SnapshotMetaOf<TypeConfig>, snapshot: Vec<u8>) -> io::Result<()> {
         let payload: SnapshotPayload = decode(&snapshot)?;
+        tracing::debug!(range = self.range_id, old_span = ?self.fsm.span(), span = ?payload.span, keys = payload.data.len(), "installing snapshot");
         let mut batch = Batch::new();
         // Drop whatever this replica held before: its old span and the snapshot's span.
         for (s, e) in self.fsm.span().into_iter().chain(payload.span.clone()) {

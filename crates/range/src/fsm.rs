@@ -379,7 +379,7 @@ fn persist(engine: &Engine, batch: &mut Batch, range: RangeId, st: &RangeState) 
 }
 
 impl Fsm for RangeFsm {
-    fn apply(&self, engine: &Engine, batch: &mut Batch, _index: u64, cmd: &[u8]) -> Vec<u8> {
+    fn apply(&self, engine: &Engine, batch: &mut Batch, index: u64, cmd: &[u8]) -> Vec<u8> {
         let result = match postcard::from_bytes::<RangeCommand>(cmd) {
             Err(e) => ApplyResult::Invalid(e.to_string()),
             Ok(cmd) => {
@@ -440,6 +440,9 @@ impl Fsm for RangeFsm {
                         ApplyResult::Txn(*rec)
                     }
                 };
+                if matches!(r, ApplyResult::OutOfRange | ApplyResult::Dropped) {
+                    tracing::debug!(range = self.range_id, index, desc = ?next.desc, result = ?r, "command refused at apply");
+                }
                 if matches!(
                     r,
                     ApplyResult::Ok | ApplyResult::Committed(_) | ApplyResult::Prepared(_) | ApplyResult::Txn(_) | ApplyResult::Split(..)
