@@ -378,8 +378,10 @@ impl Node {
             if let Err(e) = self.refresh_nodes(&mut announced).await {
                 tracing::debug!(error = %e, "node refresh failed");
             }
-            self.replicate_queue().await;
-            self.balance_leases().await;
+            // One round of pings a tick: it also brings the peers' lease counts.
+            let live = self.live_nodes().await;
+            self.replicate_queue(&live).await;
+            self.balance_leases(&live).await;
             if let Some(me) = self.self_arc() {
                 self.meta_upkeep.run(&me).await;
                 self.split_queue.run(&me).await;
@@ -464,8 +466,7 @@ impl Node {
     /// nodes, rounded up) and at least two more than the least-loaded live node hands one lease
     /// a second to that node, for a range with a voter there (a Raft leader transfer: the new
     /// leaseholder's term is new, so its timestamp cache starts above anything served before).
-    async fn balance_leases(&self) {
-        let live = self.live_nodes().await;
+    async fn balance_leases(&self, live: &[NodeId]) {
         let peers: Vec<(NodeId, u64)> = {
             let known = self.peer_leases.lock().unwrap_or_else(|e| e.into_inner());
             live.iter()
@@ -495,12 +496,11 @@ impl Node {
     }
 
     /// Brings every range this node leads up to three voters (or as many nodes as are live).
-    async fn replicate_queue(&self) {
+    async fn replicate_queue(&self, live: &[NodeId]) {
         let leading: Vec<_> = self.store.replicas().into_iter().filter(|r| r.group().is_leader()).collect();
         if leading.is_empty() {
             return;
         }
-        let live = self.live_nodes().await;
         for r in leading {
             let st = r.group().status();
             let desired = meridian_placement::desired_voters(live.len());

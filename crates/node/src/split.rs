@@ -180,7 +180,7 @@ impl SplitQueue {
         let range = r.group().range_id();
         let (last, at, was_hot) = load.get(&range).copied().unwrap_or((served, now, false));
         let secs = now.duration_since(at).as_secs_f64();
-        let hot = secs > 0.5 && (served - last) as f64 / secs > threshold as f64;
+        let hot = secs > 0.5 && served.saturating_sub(last) as f64 / secs > threshold as f64;
         load.insert(range, (served, now, hot));
         hot && was_hot
     }
