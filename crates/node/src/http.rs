@@ -272,7 +272,13 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-async fn status(State(node): State<Arc<Node>>) -> Response {
+#[derive(serde::Deserialize)]
+struct StatusQuery {
+    /// `false` leaves out the per-range list (counts only): cheap with many ranges.
+    ranges: Option<bool>,
+}
+
+async fn status(State(node): State<Arc<Node>>, axum::extract::Query(q): axum::extract::Query<StatusQuery>) -> Response {
     let live = node.live_nodes().await;
     let peers: Vec<Value> = node
         .router
@@ -280,12 +286,15 @@ async fn status(State(node): State<Arc<Node>>) -> Response {
         .into_iter()
         .map(|n| json!({"node_id": n.node_id, "addr": n.addr, "http_addr": n.http_addr, "locality": n.locality_string(), "live": live.contains(&n.node_id)}))
         .collect();
-    let ranges: Vec<Value> = node
-        .store
-        .replicas()
-        .into_iter()
-        .map(|r| {
-            let st = r.group().status();
+    let replicas = node.store.replicas();
+    let statuses: Vec<_> = replicas.iter().map(|r| r.group().status()).collect();
+    let leaseholders = statuses.iter().filter(|s| s.is_leader).count();
+    let quiesced = statuses.iter().filter(|s| s.quiesced).count();
+    let ranges: Vec<Value> = replicas
+        .iter()
+        .zip(statuses)
+        .filter(|_| q.ranges != Some(false))
+        .map(|(r, st)| {
             let desc = r.fsm().descriptor();
             let replicas: Vec<Value> = st
                 .members
@@ -304,15 +313,16 @@ async fn status(State(node): State<Arc<Node>>) -> Response {
                 "is_leaseholder": st.is_leader,
                 "term": st.term,
                 "applied_index": st.last_applied,
+                "quiesced": st.quiesced,
             })
         })
         .collect();
     let locality: serde_json::Map<String, Value> = node.cfg.locality.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
-    let leaseholders = ranges.iter().filter(|r| r["is_leaseholder"] == true).count();
     axum::Json(json!({
         "node_id": node.node_id(),
-        "replica_count": ranges.len(),
+        "replica_count": replicas.len(),
         "leaseholder_count": leaseholders,
+        "quiesced_count": quiesced,
         "lease_counts": node.lease_counts().into_iter().map(|(n, c)| (n.to_string(), json!(c))).collect::<serde_json::Map<_, _>>(),
         "cluster_id": node.cluster_id(),
         "addr": node.cfg.listen_addr,

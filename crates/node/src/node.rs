@@ -137,12 +137,14 @@ impl Node {
         let listener = tokio::net::TcpListener::bind(&cfg.listen_addr)
             .await
             .map_err(|e| anyhow_like::Error(format!("cannot listen on {}: {e}", cfg.listen_addr)))?;
-        transport.serve(listener);
+        // Every stored replica is started before the node serves peers: the host's check that
+        // a snapshot overlaps no replica here must see them all.
         if let Some(id) = ident {
             node.adopt_identity(id.clone());
             let n = node.store.host().start_existing().await?;
             tracing::info!(node = id.node_id, replicas = n, "node restarted from its store");
         }
+        transport.serve(listener);
         let bg = node.clone();
         tokio::spawn(async move { bg.background().await });
         Ok(node)
@@ -380,6 +382,15 @@ impl Node {
             }
             // One round of pings a tick: it also brings the peers' lease counts.
             let live = self.live_nodes().await;
+            // Node liveness: replicas here that quiesced under a leader on a node that stopped
+            // answering tick again, and elect a new leader (raft-glue `quiesce`).
+            for n in self.router.nodes().iter().filter(|n| !live.contains(&n.node_id)) {
+                let woken = self.store.host().wake_followers_of(n.node_id);
+                if woken > 0 {
+                    tracing::info!(node = self.node_id(), peer = n.node_id, woken, "woke ranges led by an unresponsive node");
+                }
+            }
+            self.store.host().quiesce_idle().await;
             self.replicate_queue(&live).await;
             self.balance_leases(&live).await;
             if let Some(me) = self.self_arc() {

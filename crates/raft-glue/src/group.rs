@@ -9,7 +9,7 @@ use meridian_types::{NodeId, RangeId, ReplicaId};
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ClientWriteError, LinearizableReadError, RaftError};
 use openraft::{ChangeMembers, ReadPolicy};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,6 +40,8 @@ pub struct GroupStatus {
     pub term: u64,
     pub last_applied: Option<u64>,
     pub members: Vec<MemberInfo>,
+    /// The group stopped ticking (`crate::quiesce`).
+    pub quiesced: bool,
 }
 
 pub struct Group {
@@ -48,6 +50,7 @@ pub struct Group {
     pub(crate) raft: Raft,
     pub(crate) fsm: Arc<dyn Fsm>,
     pub(crate) log: LogStore,
+    pub(crate) quiet: crate::quiesce::Quiet,
 }
 
 fn leader_node_of(e: &openraft::error::ForwardToLeader<crate::types::TypeConfig>) -> Option<NodeId> {
@@ -70,6 +73,7 @@ impl Group {
     /// Replicates `cmd` and returns what applying it produced. Waits until it is applied here.
     /// Callers bound the wait: without a quorum this does not return.
     pub async fn propose(&self, cmd: Vec<u8>) -> Result<Vec<u8>, ProposeError> {
+        self.touch();
         match self.raft.client_write(Command(cmd)).await {
             Ok(resp) => Ok(resp.data.0),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(ProposeError::NotLeader { leader: leader_node_of(&f) }),
@@ -82,6 +86,7 @@ impl Group {
     /// call: reads served after it are linearizable. Uses the leader lease when it is valid (no
     /// round trip) and falls back to a quorum round (read index) when it is not.
     pub async fn read_barrier(&self) -> Result<(), ProposeError> {
+        self.touch();
         let map = |e: RaftError<crate::types::TypeConfig, LinearizableReadError<crate::types::TypeConfig>>| match e {
             RaftError::APIError(LinearizableReadError::ForwardToLeader(f)) => ProposeError::NotLeader { leader: leader_node_of(&f) },
             RaftError::APIError(e) => ProposeError::Unavailable(e.to_string()),
@@ -121,18 +126,13 @@ impl Group {
             term: m.current_term,
             last_applied: m.last_applied.map(|l| l.index),
             members,
+            quiesced: self.is_quiesced(),
         }
-    }
-
-    /// Makes this replica's group a new cluster of `members` (replica id, node id). Done once,
-    /// by the replica that creates a range.
-    pub async fn initialize(&self, members: &[(ReplicaId, NodeId)]) -> Result<(), ProposeError> {
-        let m: BTreeMap<u64, ReplicaNode> = members.iter().map(|(r, n)| (*r, ReplicaNode { node_id: *n })).collect();
-        self.raft.initialize(m).await.map_err(|e| ProposeError::Unavailable(e.to_string()))
     }
 
     /// Adds a replica on `node` as a learner, waits for it to catch up, then promotes it.
     pub async fn add_voter(&self, replica_id: ReplicaId, node_id: NodeId) -> Result<(), ProposeError> {
+        self.touch();
         let map = |e: RaftError<crate::types::TypeConfig, ClientWriteError<crate::types::TypeConfig>>| match e {
             RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ProposeError::NotLeader { leader: leader_node_of(&f) },
             RaftError::APIError(e) => ProposeError::Unavailable(e.to_string()),
@@ -145,6 +145,7 @@ impl Group {
 
     /// Removes a replica from the group entirely.
     pub async fn remove_member(&self, replica_id: ReplicaId) -> Result<(), ProposeError> {
+        self.touch();
         let map =
             |e: RaftError<crate::types::TypeConfig, ClientWriteError<crate::types::TypeConfig>>| ProposeError::Unavailable(e.to_string());
         let ids = BTreeSet::from([replica_id]);
@@ -157,11 +158,13 @@ impl Group {
 
     /// Asks the leader to hand leadership to `replica_id`.
     pub async fn transfer_leader(&self, replica_id: ReplicaId) -> Result<(), ProposeError> {
+        self.touch();
         self.raft.trigger().transfer_leader(replica_id).await.map_err(|e| ProposeError::Fatal(e.to_string()))
     }
 
     /// Starts an election now (used when the caller knows the leader is gone).
     pub async fn campaign(&self) {
+        self.touch();
         let _ = self.raft.trigger().elect(true).await;
     }
 

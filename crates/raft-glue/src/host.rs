@@ -1,13 +1,17 @@
 //! Hosting many Raft groups on one node.
 //!
-//! The host owns the registry `range id -> Group`. A replica comes into being in one of three
-//! ways: the node restarts and finds it in `raft_meta` (its replica id record), the range layer
-//! creates it (bootstrap, new table), or a leader reaches this node with a message for a replica
-//! id of a range the node does not host yet (the leader added it as a learner): the host then
-//! creates an empty replica with that id, which catches up from the log or a snapshot.
-//! A destroyed replica leaves a tombstone so late messages cannot resurrect it. A range created by
-//! a split starts from the state the split wrote ([`crate::split`]); a snapshot that would take
-//! a span another replica here still holds is refused until that replica has split.
+//! The host owns the registry `range id -> Group`. A replica comes into being in one of four
+//! ways: the node restarts and finds it in `raft_meta` (its replica id record); the range layer
+//! founds a new range here ([`RaftHost::create_initialized`]: bootstrap, new table); a split
+//! applied here writes its starting state; or a leader reaches this node with a message for a
+//! replica id of a range the node does not host yet: the host then creates an empty replica
+//! with that id, which gets its first state by snapshot ([`crate::initial`]). A destroyed
+//! replica leaves a tombstone so late messages cannot resurrect it.
+//!
+//! Invariant: the spans of the initialized replicas on a node never overlap. A snapshot whose
+//! span overlaps another replica here (a range split from one whose split this node has not
+//! applied yet) is refused, and the leader retries later. Snapshots are checked and installed
+//! one at a time per node, so two cannot pass the check together.
 
 use crate::group::Group;
 use crate::log_store::LogStore;
@@ -40,7 +44,51 @@ impl Default for RaftTimings {
 }
 
 /// Builds the state machine of a range hosted on this node.
-pub type FsmFactory = Arc<dyn Fn(RangeId, &Engine) -> Arc<dyn Fsm> + Send + Sync>;
+pub type FsmFactory = Arc<dyn Fn(RangeId, &Engine, &Arc<SpanClaims>) -> Arc<dyn Fsm> + Send + Sync>;
+
+/// Spans taken by replicas whose starting state a split is writing but whose group has not
+/// started yet (module docs). A split's apply claims the new range's span before the left-hand
+/// side gives it up, and the claim ends once the new group is registered, so at every moment
+/// some replica here or a claim covers every span a replica here holds.
+#[derive(Default)]
+pub struct SpanClaims(std::sync::Mutex<HashMap<RangeId, Span>>);
+
+/// A span of user keys, `[start, end)`.
+type Span = (Vec<u8>, Vec<u8>);
+
+impl SpanClaims {
+    /// A split being applied would create this node's replica of `range` with the span
+    /// `[start, end)`: claims it and returns true, unless the node has (or had) a replica of
+    /// `range` (one created by a message, or by this split before a crash). Atomic with
+    /// [`SpanClaims::record_unclaimed`]: a message creating the replica at the same moment
+    /// either comes first (and the split leaves the replica to a snapshot) or is refused.
+    pub fn claim_new(&self, engine: &Engine, range: RangeId, start: Vec<u8>, end: Vec<u8>) -> std::io::Result<bool> {
+        let mut claims = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for suffix in [range_local::REPLICA_ID, range_local::TOMBSTONE] {
+            if engine.get(Cf::RaftMeta, &range_local_key(range, suffix))?.is_some() {
+                return Ok(false);
+            }
+        }
+        claims.insert(range, (start, end));
+        Ok(true)
+    }
+
+    /// Records (visibly, not yet durably) this node's replica `replica_id` of `range` unless a
+    /// split being applied claimed it (then returns false). Does nothing if one is recorded.
+    fn record_unclaimed(&self, engine: &Engine, range: RangeId, replica_id: ReplicaId) -> std::io::Result<bool> {
+        let claims = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if claims.contains_key(&range) {
+            return Ok(false);
+        }
+        let key = range_local_key(range, range_local::REPLICA_ID);
+        if engine.get(Cf::RaftMeta, &key)?.is_none() {
+            let mut b = Batch::new();
+            b.put(engine, Cf::RaftMeta, &key, &encode(&replica_id)?);
+            engine.write(b)?;
+        }
+        Ok(true)
+    }
+}
 
 pub struct RaftHost {
     engine: Engine,
@@ -48,7 +96,10 @@ pub struct RaftHost {
     timings: RaftTimings,
     factory: FsmFactory,
     groups: RwLock<HashMap<RangeId, Arc<Group>>>,
+    claims: Arc<SpanClaims>,
     create_lock: tokio::sync::Mutex<()>,
+    /// Held from a snapshot's overlap check until it is installed (module docs).
+    snapshot_lock: tokio::sync::Mutex<()>,
     /// This node's id, for logs (0 until the node joins a cluster).
     node_id: std::sync::atomic::AtomicU64,
 }
@@ -61,7 +112,9 @@ impl RaftHost {
             timings,
             factory,
             groups: RwLock::new(HashMap::new()),
+            claims: Arc::default(),
             create_lock: tokio::sync::Mutex::new(()),
+            snapshot_lock: tokio::sync::Mutex::new(()),
             node_id: Default::default(),
         })
     }
@@ -76,6 +129,10 @@ impl RaftHost {
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    pub(crate) fn transport(&self) -> &Arc<dyn Transport> {
+        &self.transport
     }
 
     pub fn group(&self, range: RangeId) -> Option<Arc<Group>> {
@@ -122,13 +179,64 @@ impl RaftHost {
         if self.is_tombstoned(range)? {
             return Err(std::io::Error::other(format!("range r{range} was removed from this node")));
         }
-        // Record the replica durably before it can vote or accept entries.
-        let key = range_local_key(range, range_local::REPLICA_ID);
-        if self.engine.get(Cf::RaftMeta, &key)?.is_none() {
-            let mut b = Batch::new();
-            b.put(&self.engine, Cf::RaftMeta, &key, &encode(&replica_id)?);
-            self.engine.write_durable(b).await?;
+        // Record the replica durably before it can vote or accept entries, unless a split
+        // being applied here is creating it (its starting state is on the way).
+        if !self.claims.record_unclaimed(&self.engine, range, replica_id)? {
+            return Err(std::io::Error::other(format!("range r{range} is being created here by a split")));
         }
+        let recorded = self.engine.get(Cf::RaftMeta, &range_local_key(range, range_local::REPLICA_ID))?.unwrap_or_default();
+        let mut b = Batch::new();
+        b.put(&self.engine, Cf::RaftMeta, &range_local_key(range, range_local::REPLICA_ID), &recorded);
+        self.engine.write_durable(b).await?;
+        let replica_id = decode::<ReplicaId>(&recorded)?;
+        self.start_group(range, replica_id).await
+    }
+
+    /// Starts this node's replica of `range` whose starting state a split applied here wrote
+    /// (the split's claim on its span ends once it runs).
+    pub async fn start_split_replica(&self, range: RangeId) -> std::io::Result<Arc<Group>> {
+        if let Some(g) = self.group(range) {
+            return Ok(g);
+        }
+        let _g = self.create_lock.lock().await;
+        if let Some(g) = self.group(range) {
+            return Ok(g);
+        }
+        let Some(recorded) = self.engine.get(Cf::RaftMeta, &range_local_key(range, range_local::REPLICA_ID))? else {
+            return Err(std::io::Error::other(format!("no replica of r{range} recorded here")));
+        };
+        self.start_group(range, decode::<ReplicaId>(&recorded)?).await
+    }
+
+    /// Founds this node's replica `replica_id` of the new range `range` with `members` and the
+    /// range layer's starting `range_state` ([`crate::initial`]), and starts it. If the node
+    /// already has a replica of `range` (a retried creation), that one is returned as it is.
+    pub async fn create_initialized(
+        &self,
+        range: RangeId,
+        replica_id: ReplicaId,
+        members: &[crate::initial::InitialMember],
+        range_state: &[u8],
+    ) -> std::io::Result<Arc<Group>> {
+        if let Some(g) = self.group(range) {
+            return Ok(g);
+        }
+        let _g = self.create_lock.lock().await;
+        if let Some(g) = self.group(range) {
+            return Ok(g);
+        }
+        if self.is_tombstoned(range)? {
+            return Err(std::io::Error::other(format!("range r{range} was removed from this node")));
+        }
+        let mut b = Batch::new();
+        crate::initial::write_initial_state(&self.engine, &mut b, range, replica_id, members, range_state)?;
+        self.engine.write_durable(b).await?;
+        let replica = self.engine.get(Cf::RaftMeta, &range_local_key(range, range_local::REPLICA_ID))?.map(|v| decode::<ReplicaId>(&v));
+        self.start_group(range, replica.transpose()?.unwrap_or(replica_id)).await
+    }
+
+    /// Starts the group of this node's replica (its replica id is recorded; create lock held).
+    async fn start_group(&self, range: RangeId, replica_id: ReplicaId) -> std::io::Result<Arc<Group>> {
         let config = Config {
             cluster_name: format!("r{range}"),
             heartbeat_interval: self.timings.heartbeat_ms,
@@ -145,13 +253,15 @@ impl RaftHost {
             ..Default::default()
         };
         let config = Arc::new(config.validate().map_err(|e| std::io::Error::other(e.to_string()))?);
-        let fsm = (self.factory)(range, &self.engine);
+        let fsm = (self.factory)(range, &self.engine, &self.claims);
         let log = LogStore::new(self.engine.clone(), range);
         let sm = StateMachine::new(self.engine.clone(), range, fsm.clone());
         let net = NetworkFactory { range_id: range, transport: self.transport.clone() };
         let raft = Raft::new(replica_id, config, net, log.clone(), sm).await.map_err(|e| std::io::Error::other(e.to_string()))?;
-        let group = Arc::new(Group { range_id: range, replica_id, raft, fsm, log });
+        let group = Arc::new(Group { range_id: range, replica_id, raft, fsm, log, quiet: Default::default() });
         self.groups.write().unwrap_or_else(|e| e.into_inner()).insert(range, group.clone());
+        // The group's own span now covers what a split claimed for it.
+        self.claims.0.lock().unwrap_or_else(|e| e.into_inner()).remove(&range);
         tracing::info!(node = self.node_id(), range, replica = replica_id, "replica started");
         Ok(group)
     }
@@ -177,13 +287,23 @@ impl RaftHost {
         Ok(())
     }
 
-    /// Another hosted range whose span overlaps `[start, end)`.
+    /// Another replica here, started or claimed by a split, whose span overlaps `[start, end)`.
     fn overlapping(&self, range: RangeId, start: &[u8], end: &[u8]) -> Option<RangeId> {
+        // Held throughout: a claim made or released meanwhile cannot slip between the two looks
+        // (SpanClaims).
+        let claims = self.claims.0.lock().unwrap_or_else(|e| e.into_inner());
+        let overlaps = |s: &[u8], e: &[u8]| s < end && start < e;
         let groups = self.groups.read().unwrap_or_else(|e| e.into_inner());
-        groups.iter().filter(|(id, _)| **id != range).find_map(|(id, g)| {
+        let started = groups.iter().filter(|(id, _)| **id != range).find_map(|(id, g)| {
             let (s, e) = g.fsm.span()?;
-            (s.as_slice() < end && start < e.as_slice()).then_some(*id)
-        })
+            overlaps(&s, &e).then_some(*id)
+        });
+        started.or_else(|| claims.iter().find_map(|(id, (s, e))| (*id != range && overlaps(s, e)).then_some(*id)))
+    }
+
+    /// Whether a split applied here is about to start this node's replica of `range`.
+    fn claimed(&self, range: RangeId) -> bool {
+        self.claims.0.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&range)
     }
 
     /// Stops every group (clean shutdown).
@@ -203,9 +323,14 @@ impl RaftHost {
     }
 
     async fn dispatch(&self, range: RangeId, msg: RaftMsg) -> RaftReply {
+        if let RaftMsg::Quiesce { to, leader, term, last } = msg {
+            return self.handle_quiesce(self.group(range), to, leader, term, last);
+        }
         let to = msg.target();
         let group = match self.group(range) {
             Some(g) => g,
+            // The split that creates it here is being applied: its state is on the way.
+            None if self.claimed(range) => return RaftReply::NoReplica,
             None => match self.ensure_group(range, to).await {
                 Ok(g) => g,
                 Err(_) => return RaftReply::NoReplica,
@@ -214,15 +339,25 @@ impl RaftHost {
         if group.replica_id != to {
             return RaftReply::NoReplica;
         }
+        let reply = self.deliver(&group, msg).await;
+        // Any message but `Quiesce` wakes the replica, once handled (an append has renewed its
+        // leader's lease by then: no election follows).
+        group.wake();
+        reply
+    }
+
+    async fn deliver(&self, group: &Group, msg: RaftMsg) -> RaftReply {
+        let range = group.range_id;
         let err = |e: &dyn std::fmt::Display| RaftReply::Error(e.to_string());
         match msg {
             RaftMsg::Append { req, .. } => group.raft.append_entries(req).await.map(RaftReply::Append).unwrap_or_else(|e| err(&e)),
             RaftMsg::Vote { req, .. } => group.raft.vote(req).await.map(RaftReply::Vote).unwrap_or_else(|e| err(&e)),
             RaftMsg::PreVote { req, .. } => group.raft.pre_vote(req).await.map(RaftReply::Vote).unwrap_or_else(|e| err(&e)),
             RaftMsg::Snapshot { vote, meta, data, .. } => {
+                let _one_at_a_time = self.snapshot_lock.lock().await;
                 if let Some(other) = crate::state_machine::snapshot_span(&data).and_then(|(s, e)| self.overlapping(range, &s, &e)) {
                     // Another replica here still holds part of the span: a split this node has
-                    // not applied yet (crate::split). The leader retries later.
+                    // not applied yet (crate::initial). The leader retries later.
                     return RaftReply::Error(format!("snapshot of r{range} overlaps r{other} on this node; retry after it splits"));
                 }
                 let snap = openraft::alias::SnapshotOf::<crate::types::TypeConfig, Vec<u8>> { meta, snapshot: data };
@@ -231,6 +366,7 @@ impl RaftHost {
             RaftMsg::TransferLeader { req, .. } => {
                 group.raft.handle_transfer_leader(req).await.map(RaftReply::TransferLeader).unwrap_or_else(|e| err(&e))
             }
+            RaftMsg::Quiesce { .. } => RaftReply::Quiesced(false), // answered in `dispatch`
         }
     }
 }

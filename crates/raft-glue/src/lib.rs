@@ -15,22 +15,26 @@
 //! - [`group`]: the narrow API the layers above use: propose, linearizable-read barrier,
 //!   leadership, membership changes, status.
 //!
-//! - [`split`]: the starting state of a range created by splitting another.
+//! - [`initial`]: the starting state of a new range (created, or split from another); a replica
+//!   never applies its range's log from the beginning.
 //!
-//! Not handled yet: quiescing idle groups, chunked snapshot streaming (a snapshot travels as one
+//! - [`quiesce`]: idle groups stop ticking and wake on activity, messages or node liveness.
+//!
+//! Not handled yet: chunked snapshot streaming (a snapshot travels as one
 //! frame), merges, replica garbage collection after removal.
 
 pub mod group;
 pub mod host;
+pub mod initial;
 pub mod log_store;
 pub mod network;
-pub mod split;
+pub mod quiesce;
 pub mod state_machine;
 pub mod transport;
 pub mod types;
 
 pub use group::{Group, GroupStatus, MemberInfo, ProposeError};
-pub use host::{FsmFactory, RaftHost, RaftTimings};
+pub use host::{FsmFactory, RaftHost, RaftTimings, SpanClaims};
 pub use state_machine::Fsm;
 pub use transport::{Frame, Handler, NetError, Service, SimNetwork, TcpTransport, Transport};
 pub use types::ReplicaNode;

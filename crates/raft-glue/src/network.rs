@@ -16,11 +16,35 @@ use std::sync::Arc;
 /// A Raft message to one replica of a range.
 #[derive(Serialize, Deserialize)]
 pub(crate) enum RaftMsg {
-    Append { to: ReplicaId, req: AppendEntriesRequest<TypeConfig> },
-    Vote { to: ReplicaId, req: VoteRequest<TypeConfig> },
-    PreVote { to: ReplicaId, req: VoteRequest<TypeConfig> },
-    Snapshot { to: ReplicaId, vote: VoteOf<TypeConfig>, meta: SnapshotMetaOf<TypeConfig>, data: Vec<u8> },
-    TransferLeader { to: ReplicaId, req: TransferLeaderRequest<TypeConfig> },
+    Append {
+        to: ReplicaId,
+        req: AppendEntriesRequest<TypeConfig>,
+    },
+    Vote {
+        to: ReplicaId,
+        req: VoteRequest<TypeConfig>,
+    },
+    PreVote {
+        to: ReplicaId,
+        req: VoteRequest<TypeConfig>,
+    },
+    Snapshot {
+        to: ReplicaId,
+        vote: VoteOf<TypeConfig>,
+        meta: SnapshotMetaOf<TypeConfig>,
+        data: Vec<u8>,
+    },
+    TransferLeader {
+        to: ReplicaId,
+        req: TransferLeaderRequest<TypeConfig>,
+    },
+    /// Not openraft's: the leader asks an idle follower to stop ticking (`crate::quiesce`).
+    Quiesce {
+        to: ReplicaId,
+        leader: ReplicaId,
+        term: u64,
+        last: u64,
+    },
 }
 
 impl RaftMsg {
@@ -30,7 +54,8 @@ impl RaftMsg {
             | RaftMsg::Vote { to, .. }
             | RaftMsg::PreVote { to, .. }
             | RaftMsg::Snapshot { to, .. }
-            | RaftMsg::TransferLeader { to, .. } => *to,
+            | RaftMsg::TransferLeader { to, .. }
+            | RaftMsg::Quiesce { to, .. } => *to,
         }
     }
 }
@@ -41,6 +66,8 @@ pub(crate) enum RaftReply {
     Vote(VoteResponse<TypeConfig>),
     Snapshot(SnapshotResponse<TypeConfig>),
     TransferLeader(TransferLeaderResponse<TypeConfig>),
+    /// The answer to `Quiesce`: whether the follower stopped ticking.
+    Quiesced(bool),
     /// The target replica does not exist there (destroyed, or the range is unknown).
     NoReplica,
     Error(String),

@@ -372,6 +372,20 @@ impl SimNetwork {
         }
     }
 
+    /// Cuts the link between `a` and `b` (both directions).
+    pub fn cut_link(&self, a: NodeId, b: NodeId) {
+        let mut cut = self.cut.write().unwrap_or_else(|e| e.into_inner());
+        cut.insert((a, b));
+        cut.insert((b, a));
+    }
+
+    /// Restores the link between `a` and `b`.
+    pub fn heal_link(&self, a: NodeId, b: NodeId) {
+        let mut cut = self.cut.write().unwrap_or_else(|e| e.into_inner());
+        cut.remove(&(a, b));
+        cut.remove(&(b, a));
+    }
+
     pub fn heal(&self) {
         self.cut.write().unwrap_or_else(|e| e.into_inner()).clear();
     }

@@ -136,6 +136,8 @@ pub struct RangeFsm {
     /// the hook) once the batch is written.
     split_replicas: std::sync::Mutex<Vec<(RangeId, meridian_types::ReplicaId)>>,
     split_hook: std::sync::OnceLock<SplitHook>,
+    /// Where a split applied here claims its new range's span (`meridian_raft_glue::SpanClaims`).
+    span_claims: std::sync::OnceLock<Arc<meridian_raft_glue::SpanClaims>>,
 }
 
 pub(crate) fn storage_failure(range: RangeId, e: impl std::fmt::Debug) -> ! {
@@ -153,6 +155,7 @@ impl RangeFsm {
             applied: watch::channel(0).0,
             split_replicas: Default::default(),
             split_hook: Default::default(),
+            span_claims: Default::default(),
         });
         fsm.reload(engine);
         fsm
@@ -165,6 +168,20 @@ impl RangeFsm {
     /// Sets the hook called for each split applied here ([`SplitHook`]).
     pub fn set_split_hook(&self, hook: SplitHook) {
         let _ = self.split_hook.set(hook);
+    }
+
+    /// Sets where splits applied here claim their new range's span.
+    pub fn set_span_claims(&self, claims: Arc<meridian_raft_glue::SpanClaims>) {
+        let _ = self.span_claims.set(claims);
+    }
+
+    /// Claims the span of this node's replica of a new range a split creates
+    /// (`meridian_raft_glue::SpanClaims::claim_new`); false if the node has or had one.
+    pub(crate) fn claim_new_replica(&self, engine: &Engine, range: RangeId, start: Vec<u8>, end: Vec<u8>) -> bool {
+        match self.span_claims.get() {
+            Some(c) => c.claim_new(engine, range, start, end).unwrap_or_else(|e| storage_failure(self.range_id, e)),
+            None => true, // no host (unit tests): write_initial_state still checks the store
+        }
     }
 
     pub(crate) fn note_split(&self, range: RangeId, replica: meridian_types::ReplicaId) {

@@ -3,7 +3,7 @@
 //! The leaseholder proposes [`SplitCmd`] through the range's Raft log. Applying it (all in the
 //! apply batch, so all or nothing): the range keeps `[start, split_key)` under a new generation,
 //! and the replica writes the starting state of its own replica of the new range
-//! `[split_key, end)` (`meridian_raft_glue::split`), whose range state is a copy of this one's
+//! `[split_key, end)` (`meridian_raft_glue::initial`), whose range state is a copy of this one's
 //! over the new span: the same last write timestamp and schema fence, and the transaction records (pushers find a
 //! record by its anchor key, which may now lie on either side; the copy on the side that does
 //! not hold the anchor is never consulted). Once the batch is written the store starts the new
@@ -22,7 +22,7 @@
 //! Not handled: merges; re-homing intents and read locks (see `Busy`).
 
 use crate::fsm::{ApplyResult, RangeFsm, RangeState};
-use meridian_raft_glue::split::{InitialMember, write_split_initial_state};
+use meridian_raft_glue::initial::{InitialMember, write_initial_state};
 use meridian_storage::{Batch, Cf, Engine};
 use meridian_types::keys::{range_local, range_local_key};
 use meridian_types::{NodeId, RangeDescriptor, RangeId, ReplicaDescriptor, ReplicaId, ReplicaKind};
@@ -77,7 +77,11 @@ impl RangeFsm {
             .and_then(|b| postcard::from_bytes::<ReplicaId>(&b).ok())
             .and_then(|me| cmd.replicas.get(&me))
             .map(|m| m.0);
-        if let Some(replica_id) = here {
+        // Claimed before this range gives the span up (below): no snapshot of another range
+        // may land in it, and no message may create the replica meanwhile.
+        if let Some(replica_id) = here
+            && self.claim_new_replica(engine, cmd.new_range_id, right.start_key.clone(), right.end_key.clone())
+        {
             let right_state = RangeState {
                 desc: Some(right.clone()),
                 last_write_ts: st.last_write_ts,
@@ -86,7 +90,7 @@ impl RangeFsm {
                 ..RangeState::default()
             };
             let bytes = postcard::to_stdvec(&right_state).unwrap_or_default();
-            match write_split_initial_state(engine, batch, cmd.new_range_id, replica_id, &members, &bytes) {
+            match write_initial_state(engine, batch, cmd.new_range_id, replica_id, &members, &bytes) {
                 Ok(true) => self.note_split(cmd.new_range_id, replica_id),
                 Ok(false) => {} // a replica of the new range is already here (by snapshot, or a replay)
                 Err(e) => crate::fsm::storage_failure(self.range_id(), e),

@@ -1,9 +1,9 @@
 //! The node's replicas: builds each range's state machine for the Raft host, keeps the
 //! leaseholder-side [`Replica`] of every hosted range, and answers KV requests.
 
-use crate::fsm::RangeFsm;
+use crate::fsm::{RangeFsm, RangeState};
 use crate::replica::Replica;
-use meridian_raft_glue::{FsmFactory, RaftHost, RaftTimings, Transport};
+use meridian_raft_glue::{FsmFactory, RaftHost, RaftTimings, SpanClaims, Transport};
 use meridian_storage::Engine;
 use meridian_types::kv::{KvRequest, KvResponse};
 use meridian_types::{Hlc, KvError, NodeId, RangeDescriptor, RangeId, ReplicaId};
@@ -25,8 +25,9 @@ impl Store {
         let fhlc = hlc.clone();
         // Replicas of ranges created by splits applied here, to start (crate::split).
         let (split_tx, mut split_rx) = tokio::sync::mpsc::unbounded_channel::<(RangeId, ReplicaId, RangeId)>();
-        let factory: FsmFactory = Arc::new(move |range, engine: &Engine| {
+        let factory: FsmFactory = Arc::new(move |range, engine: &Engine, claims: &Arc<SpanClaims>| {
             let fsm = RangeFsm::open(range, engine, fhlc.clone());
+            fsm.set_span_claims(claims.clone());
             let tx = split_tx.clone();
             fsm.set_split_hook(Box::new(move |r, replica, from| {
                 let _ = tx.send((r, replica, from));
@@ -39,7 +40,7 @@ impl Store {
         tokio::spawn(async move {
             while let Some((range, replica, from)) = split_rx.recv().await {
                 let Some(host) = starter.upgrade() else { return };
-                match host.ensure_group(range, replica).await {
+                match host.start_split_replica(range).await {
                     Ok(g) => {
                         tracing::info!(range, replica, "started the replica of a range created by a split");
                         // Where the old range's leader is, the new range campaigns at once
@@ -92,8 +93,10 @@ impl Store {
         self.host.groups().iter().filter_map(|g| self.replica(g.range_id())).collect()
     }
 
-    /// Creates this node's replica of a new range and, if `members` is non-empty, makes it the
-    /// founding member of the group and proposes the descriptor.
+    /// Founds a new range here: this node's replica `replica_id` starts with the descriptor and
+    /// the voters `members` (`meridian_raft_glue::initial`); the other members' replicas are
+    /// created by the leader's messages and get their state by snapshot. Returns once the range
+    /// commits through a leader.
     pub async fn create_range(
         &self,
         desc: RangeDescriptor,
@@ -101,10 +104,15 @@ impl Store {
         members: &[(ReplicaId, NodeId)],
     ) -> Result<Arc<Replica>, KvError> {
         let range = desc.range_id;
-        self.host.ensure_group(range, replica_id).await.map_err(|e| KvError::Internal(e.to_string()))?;
+        let state = RangeState { desc: Some(desc.clone()), ..RangeState::default() };
+        let state = postcard::to_stdvec(&state).map_err(|e| KvError::Internal(e.to_string()))?;
+        let members: Vec<_> = members.iter().map(|(r, n)| (*r, *n, true)).collect();
+        let group =
+            self.host.create_initialized(range, replica_id, &members, &state).await.map_err(|e| KvError::Internal(e.to_string()))?;
         let replica = self.replica(range).ok_or(KvError::RangeNotFound { range_id: range })?;
-        replica.group().initialize(members).await.map_err(|e| KvError::Unavailable(e.to_string()))?;
-        // Wait for the group to elect a leader, then write the descriptor.
+        group.campaign().await;
+        // Wait until the group has a leader that commits: proposing the descriptor it already
+        // holds changes nothing.
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
             match replica.set_descriptor(desc.clone()).await {

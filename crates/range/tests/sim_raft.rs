@@ -88,9 +88,8 @@ impl Cluster {
     fn leader(&self, range: u64) -> Option<u64> {
         self.stores
             .iter()
-            .flatten()
             .enumerate()
-            .find(|(_, s)| s.replica(range).is_some_and(|r| r.group().is_leader()))
+            .find(|(_, s)| s.as_ref().is_some_and(|s| s.replica(range).is_some_and(|r| r.group().is_leader())))
             .map(|(i, _)| i as u64 + 1)
     }
 
@@ -375,10 +374,111 @@ async fn a_split_starts_the_new_range_everywhere_even_on_a_node_cut_off_during_i
     assert!(c.wait_applied(cut, &[10, 15], b"v2", Duration::from_secs(20)).await, "the new range caught up on n{cut}");
     assert!(c.wait_applied(cut, &[10, 3], b"left", Duration::from_secs(20)).await, "the old range caught up on n{cut}");
     assert_eq!(c.store(cut).replica(10).unwrap().fsm().descriptor(), Some(left));
-    assert_eq!(c.store(cut).replica(20).unwrap().fsm().descriptor().map(|d| d.start_key), Some(vec![10, 10]));
+    // (A snapshot's data is visible in the store a moment before the replica has loaded it.)
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.store(cut).replica(20).unwrap().fsm().descriptor().map(|d| d.start_key) != Some(vec![10, 10]) {
+        assert!(Instant::now() < deadline, "n{cut}'s replica of range 20 never loaded its descriptor");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(
         mvcc::get(c.store(cut).engine(), &[10, 16], Timestamp::MAX, None).unwrap(),
         Some(b"v1".to_vec()),
         "the refused write never applied"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_missed_a_range_and_its_split_gets_both_whole_in_any_order() {
+    // The bug this guards against: a node whose replica of a range was created empty used to
+    // apply that range's log from index 1. If a snapshot of a range split from it arrived first,
+    // the old range's INSERT (a write conditional on its keys being absent) found the newer
+    // rows of the snapshot, failed on that node alone, and the node's replica kept none of the
+    // rows, silently, until it became leaseholder. Now every replica gets its first state from
+    // a snapshot (or its range's creation or split), so the order of arrival does not matter.
+    let c = Cluster::new(3, 5000).await;
+    c.net.partition(&[3], &[1, 2, 3]);
+    c.create_range(10, 1, &[1, 2, 3]).await;
+    let l10 = c.leader(10).unwrap();
+    let rows: Vec<Write> = (0..20u8).map(|i| Write { absent: true, ..Write::put(vec![10, i], b"v1".to_vec()) }).collect();
+    let req = KvRequest::Write(WriteRequest { range_id: 10, read_ts: None, read_spans: vec![], writes: rows });
+    assert!(matches!(c.store(l10).handle_kv(req).await, KvResponse::Write(_)));
+    c.store(l10).replica(10).unwrap().split(vec![10, 10], 20, &[201, 202, 203, 204]).await.unwrap();
+    // The new range leads from the other connected node, and only that node reaches node 3 at
+    // first: node 3 hears of the new range before the old one.
+    let other = if l10 == 1 { 2 } else { 1 };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while c.leader(20) != Some(other) {
+        assert!(Instant::now() < deadline, "range 20 never moved to n{other}");
+        if let (Some(l), Some(r)) = (c.leader(20), c.store(other).replica(20)) {
+            let _ = c.store(l).replica(20).unwrap().group().transfer_leader(r.group().replica_id()).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    c.net.heal_link(3, other);
+    c.net.cut_link(3, l10);
+    assert!(c.wait_applied(3, &[10, 15], b"v1", Duration::from_secs(20)).await, "the new range reached n3");
+    c.net.heal();
+    let left = c.store(l10).replica(10).unwrap().fsm().descriptor();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while c.store(3).replica(10).and_then(|r| r.fsm().descriptor()) != left {
+        assert!(Instant::now() < deadline, "the old range never caught up on n3");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for i in 0..20u8 {
+        assert_eq!(mvcc::get(c.store(3).engine(), &[10, i], Timestamp::MAX, None).unwrap(), Some(b"v1".to_vec()), "row {i} on n3");
+    }
+}
+
+/// Runs every node's quiescence pass until every replica of `range` has stopped ticking.
+async fn quiesce_all(c: &Cluster, range: u64, nodes: &[u64]) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        for n in nodes {
+            c.store(*n).host().quiesce_idle().await;
+        }
+        if nodes.iter().all(|n| c.store(*n).replica(range).is_some_and(|r| r.group().is_quiesced())) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "r{range} never quiesced on {nodes:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_range_quiesces_wakes_for_a_write_and_elects_once_liveness_wakes_it() {
+    let mut c = Cluster::new(3, 5000).await;
+    c.create_range(10, 1, &[1, 2, 3]).await;
+    c.write(10, &[10, 1], b"v1", Duration::from_secs(10)).await.unwrap();
+    quiesce_all(&c, 10, &[1, 2, 3]).await;
+    // Quiesced: no heartbeats, no elections, for many election timeouts.
+    let l = c.leader(10).unwrap();
+    let term = c.store(l).replica(10).unwrap().group().current_term();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(c.leader(10), Some(l));
+    for n in 1..=3 {
+        let g = c.store(n).replica(10).unwrap().group().clone();
+        assert!(g.is_quiesced() && g.current_term() == term, "n{n} stayed quiet");
+    }
+    // A write wakes the leader, and its entry wakes the followers.
+    c.write(10, &[10, 2], b"v2", Duration::from_secs(5)).await.unwrap();
+    for n in 1..=3 {
+        assert!(c.wait_applied(n, &[10, 2], b"v2", Duration::from_secs(5)).await, "n{n} applied the write");
+        assert!(!c.store(n).replica(10).unwrap().group().is_quiesced(), "n{n} woke");
+    }
+    // Quiesce again, then the leader's node dies. The followers, not ticking, do not notice...
+    quiesce_all(&c, 10, &[1, 2, 3]).await;
+    let l = c.leader(10).unwrap();
+    c.crash(l).await;
+    let alive: Vec<u64> = (1..=3).filter(|n| *n != l).collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(alive.iter().all(|n| !c.store(*n).replica(10).unwrap().group().is_leader()), "no election while quiesced");
+    // ...until node liveness wakes the ranges the dead node led: they elect and take writes.
+    let woken = Instant::now();
+    for n in &alive {
+        assert_eq!(c.store(*n).host().wake_followers_of(l), 1, "n{n} had one range led from n{l}");
+    }
+    c.write(10, &[10, 3], b"v3", Duration::from_secs(10)).await.unwrap();
+    let took = woken.elapsed();
+    assert!(alive.contains(&c.leader(10).unwrap()));
+    assert!(took < Duration::from_secs(10), "took {took:?}");
 }
