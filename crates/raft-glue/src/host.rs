@@ -301,6 +301,16 @@ impl RaftHost {
         started.or_else(|| claims.iter().find_map(|(id, (s, e))| (*id != range && overlaps(s, e)).then_some(*id)))
     }
 
+    /// Waits (briefly) for this node's replica of `range` that a split applied here is
+    /// starting.
+    async fn started_soon(&self, range: RangeId) -> Option<Arc<Group>> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+        while tokio::time::Instant::now() < deadline && self.claimed(range) {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        self.group(range)
+    }
+
     /// Whether a split applied here is about to start this node's replica of `range`.
     fn claimed(&self, range: RangeId) -> bool {
         self.claims.0.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&range)
@@ -329,8 +339,13 @@ impl RaftHost {
         let to = msg.target();
         let group = match self.group(range) {
             Some(g) => g,
-            // The split that creates it here is being applied: its state is on the way.
-            None if self.claimed(range) => return RaftReply::NoReplica,
+            // The split that creates it here is being applied: its state is on the way, and it
+            // starts within moments (answering "no replica" instead would fail the new range's
+            // first election, which then waits a whole election timeout to retry).
+            None if self.claimed(range) => match self.started_soon(range).await {
+                Some(g) => g,
+                None => return RaftReply::NoReplica,
+            },
             None => match self.ensure_group(range, to).await {
                 Ok(g) => g,
                 Err(_) => return RaftReply::NoReplica,
