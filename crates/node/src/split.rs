@@ -50,8 +50,24 @@ pub async fn split_at(node: &Arc<Node>, key: &[u8], deadline: Instant) -> Result
         if desc.start_key == key {
             return Ok(());
         }
-        let new_range_id = allocate_ids(node, "range", 1, deadline).await?;
-        let first = allocate_ids(node, "replica", SPLIT_REPLICA_IDS, deadline).await?;
+        // Ids and meta records are system-range transactions: one that meets a moment of
+        // unavailability (an ambiguous commit, a leader change) is retried like the split
+        // itself, since both are idempotent (a lost id is never reused; meta records go by
+        // generation), rather than failing a long SPLIT AT halfway.
+        let ids = async {
+            let new_range_id = allocate_ids(node, "range", 1, deadline).await?;
+            let first = allocate_ids(node, "replica", SPLIT_REPLICA_IDS, deadline).await?;
+            Ok::<_, SqlError>((new_range_id, first))
+        };
+        let (new_range_id, first) = match ids.await {
+            Ok(ids) => ids,
+            Err(e) if transient(&e) && Instant::now() + pause < deadline => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(500));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let req = KvRequest::Split {
             range_id: desc.range_id,
             split_key: key.to_vec(),
@@ -63,8 +79,19 @@ pub async fn split_at(node: &Arc<Node>, key: &[u8], deadline: Instant) -> Result
             Ok(KvResponse::Split { left, right }) => {
                 tracing::info!(node = node.node_id(), range = left.range_id, new_range = right.range_id, "split");
                 node.router.evict_span(&left.start_key, &right.end_key);
-                ensure_meta(node, &left, deadline).await?;
-                ensure_meta(node, &right, deadline).await?;
+                for desc in [&left, &right] {
+                    loop {
+                        match ensure_meta(node, desc, deadline).await {
+                            Ok(_) => break,
+                            Err(e) if transient(&e) && Instant::now() + pause < deadline => {
+                                tokio::time::sleep(pause).await;
+                                pause = (pause * 2).min(Duration::from_millis(500));
+                            }
+                            // Meta upkeep by the leaseholders heals a record left stale.
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
                 node.router.evict_span(&left.start_key, &right.end_key);
                 return Ok(());
             }
@@ -83,6 +110,14 @@ pub async fn split_at(node: &Arc<Node>, key: &[u8], deadline: Instant) -> Result
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(500));
     }
+}
+
+/// A failure of a system-range transaction that a retry may not meet.
+fn transient(e: &SqlError) -> bool {
+    matches!(
+        e,
+        SqlError::Kv(KvError::Ambiguous(_) | KvError::Unavailable(_) | KvError::NotLeaseholder { .. } | KvError::RangeNotFound { .. })
+    ) || matches!(e, SqlError::Kv(k) if k.is_txn_retryable())
 }
 
 /// Makes the meta record at `desc.end_key` hold `desc`, unless it holds a newer descriptor or

@@ -289,16 +289,29 @@ impl RaftHost {
 
     /// Another replica here, started or claimed by a split, whose span overlaps `[start, end)`.
     fn overlapping(&self, range: RangeId, start: &[u8], end: &[u8]) -> Option<RangeId> {
-        // Held throughout: a claim made or released meanwhile cannot slip between the two looks
-        // (SpanClaims).
-        let claims = self.claims.0.lock().unwrap_or_else(|e| e.into_inner());
         let overlaps = |s: &[u8], e: &[u8]| s < end && start < e;
+        // The claims are read after the spans, with the registry still locked: a split claims
+        // its new range's span before the old range gives it up (so one or the other is seen),
+        // and a claim ends only after its group is registered, which waits for this lock. Lock
+        // order: registry, then a replica's state (span), and the claims alone, never while a
+        // replica's state is locked here (a split's apply takes the claims under it).
         let groups = self.groups.read().unwrap_or_else(|e| e.into_inner());
         let started = groups.iter().filter(|(id, _)| **id != range).find_map(|(id, g)| {
             let (s, e) = g.fsm.span()?;
             overlaps(&s, &e).then_some(*id)
         });
-        started.or_else(|| claims.iter().find_map(|(id, (s, e))| (*id != range && overlaps(s, e)).then_some(*id)))
+        let claimed = || {
+            let claims = self.claims.0.lock().unwrap_or_else(|e| e.into_inner());
+            claims.iter().find_map(|(id, (s, e))| (*id != range && overlaps(s, e)).then_some(*id))
+        };
+        let found = started.or_else(claimed);
+        drop(groups);
+        found
+    }
+
+    /// Whether a split applied here is about to start this node's replica of `range`.
+    fn claimed(&self, range: RangeId) -> bool {
+        self.claims.0.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&range)
     }
 
     /// Waits (briefly) for this node's replica of `range` that a split applied here is
@@ -309,11 +322,6 @@ impl RaftHost {
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
         self.group(range)
-    }
-
-    /// Whether a split applied here is about to start this node's replica of `range`.
-    fn claimed(&self, range: RangeId) -> bool {
-        self.claims.0.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&range)
     }
 
     /// Stops every group (clean shutdown).
