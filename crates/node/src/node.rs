@@ -86,6 +86,10 @@ pub struct Node {
     peer_leases: std::sync::Mutex<std::collections::HashMap<NodeId, (u64, Instant)>>,
     /// Splits the ranges this node leads once they outgrow their zone's `range_max_bytes`.
     split_queue: crate::split::SplitQueue,
+    /// How many ranges this node led at its last background tick (answers to pings).
+    leases_held: std::sync::atomic::AtomicU64,
+    /// The cluster (live nodes, dead nodes) at the replicate queue's last full pass, and when.
+    replicate_pass: std::sync::Mutex<Option<(ClusterShape, Instant)>>,
 }
 
 /// Counters of the SQL requests this node served as a gateway.
@@ -132,6 +136,8 @@ impl Node {
             meta_upkeep: Default::default(),
             peer_leases: Default::default(),
             split_queue: Default::default(),
+            leases_held: Default::default(),
+            replicate_pass: Default::default(),
         });
         transport.set_handler(Arc::new(NodeHandler(Arc::downgrade(&node))));
         let listener = tokio::net::TcpListener::bind(&cfg.listen_addr)
@@ -391,11 +397,14 @@ impl Node {
                 }
             }
             self.store.host().quiesce_idle().await;
-            self.replicate_queue(&live).await;
-            self.balance_leases(&live).await;
+            // The ranges this node leads, looked up once a tick for every queue below.
+            let led: Vec<_> = self.store.replicas().into_iter().filter(|r| r.group().is_leader()).collect();
+            self.leases_held.store(led.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            self.replicate_queue(&led, &live).await;
+            self.balance_leases(&led, &live).await;
             if let Some(me) = self.self_arc() {
-                self.meta_upkeep.run(&me).await;
-                self.split_queue.run(&me).await;
+                self.meta_upkeep.run(&me, &led).await;
+                self.split_queue.run(&me, &led).await;
             }
         }
     }
@@ -468,16 +477,17 @@ impl Node {
         out
     }
 
-    /// How many ranges this node holds the lease (leadership) of.
+    /// How many ranges this node holds the lease (leadership) of, as of its last background
+    /// tick (a second at most).
     pub fn leaseholder_count(&self) -> usize {
-        self.store.replicas().iter().filter(|r| r.group().is_leader()).count()
+        self.leases_held.load(std::sync::atomic::Ordering::Relaxed) as usize
     }
 
     /// Spreads leases: a node holding more than its share (the cluster's leases over its live
     /// nodes, rounded up) and at least two more than the least-loaded live node hands one lease
     /// a second to that node, for a range with a voter there (a Raft leader transfer: the new
     /// leaseholder's term is new, so its timestamp cache starts above anything served before).
-    async fn balance_leases(&self, live: &[NodeId]) {
+    async fn balance_leases(&self, led: &[Arc<meridian_range::Replica>], live: &[NodeId]) {
         let peers: Vec<(NodeId, u64)> = {
             let known = self.peer_leases.lock().unwrap_or_else(|e| e.into_inner());
             live.iter()
@@ -488,7 +498,6 @@ impl Node {
         if peers.len() + 1 < live.len() || peers.is_empty() {
             return; // not every live node's count is known
         }
-        let led: Vec<_> = self.store.replicas().into_iter().filter(|r| r.group().is_leader()).collect();
         let mine = led.len() as u64;
         let total = mine + peers.iter().map(|p| p.1).sum::<u64>();
         let share = total.div_ceil(live.len() as u64);
@@ -507,12 +516,21 @@ impl Node {
     }
 
     /// Brings every range this node leads up to three voters (or as many nodes as are live).
-    async fn replicate_queue(&self, live: &[NodeId]) {
-        let leading: Vec<_> = self.store.replicas().into_iter().filter(|r| r.group().is_leader()).collect();
-        if leading.is_empty() {
-            return;
-        }
-        for r in leading {
+    /// A quiesced range's membership has not changed since it quiesced, so it is looked at only
+    /// when the cluster changed (live or dead nodes) since the last full pass, or every
+    /// [`FULL_PASS`] anyway (a change that failed meanwhile is retried then).
+    async fn replicate_queue(&self, led: &[Arc<meridian_range::Replica>], live: &[NodeId]) {
+        let dead: Vec<NodeId> = self.router.nodes().iter().map(|n| n.node_id).filter(|n| self.is_dead(*n)).collect();
+        let cluster = (live.to_vec(), dead);
+        let full = {
+            let mut last = self.replicate_pass.lock().unwrap_or_else(|e| e.into_inner());
+            let full = last.as_ref().is_none_or(|(c, at)| *c != cluster || at.elapsed() >= FULL_PASS);
+            if full {
+                *last = Some((cluster, Instant::now()));
+            }
+            full
+        };
+        for r in led.iter().filter(|r| full || !r.group().is_quiesced()) {
             let st = r.group().status();
             let desired = meridian_placement::desired_voters(live.len());
             let kept_voters = st.members.iter().filter(|m| m.voter && !self.is_dead(m.node_id)).count();
@@ -528,7 +546,7 @@ impl Node {
                     );
                     match tokio::time::timeout(Duration::from_secs(10), r.group().remove_member(m.replica_id)).await {
                         Ok(Ok(())) => {
-                            let _ = self.publish_replicas(&r).await;
+                            let _ = self.publish_replicas(r).await;
                         }
                         other => {
                             tracing::warn!(range = st.range_id, result = ?other.map(|r| r.err()), "removing replica failed")
@@ -556,7 +574,7 @@ impl Node {
             tracing::info!(node = self.node_id(), range = st.range_id, replica = replica_id, target, "adding replica");
             match tokio::time::timeout(Duration::from_secs(30), r.group().add_voter(replica_id, target)).await {
                 Ok(Ok(())) => {
-                    if let Err(e) = self.publish_replicas(&r).await {
+                    if let Err(e) = self.publish_replicas(r).await {
                         tracing::warn!(range = st.range_id, error = %e, "could not publish new replica set");
                     }
                 }
@@ -610,6 +628,12 @@ impl Node {
         }
     }
 }
+
+/// The live nodes and the dead nodes, as the replicate queue saw them.
+type ClusterShape = (Vec<NodeId>, Vec<NodeId>);
+
+/// How often the replicate queue looks at quiesced ranges even if the cluster did not change.
+const FULL_PASS: Duration = Duration::from_secs(30);
 
 /// The id for microsecond `micros` on node `node` (see [`Node::unique_rowid`]).
 fn rowid(micros: u64, node: NodeId) -> i64 {

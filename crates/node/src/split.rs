@@ -160,8 +160,8 @@ pub struct MetaUpkeep {
 
 impl MetaUpkeep {
     /// Checks the meta record of each range this node leads whose descriptor changed since.
-    pub async fn run(&self, node: &Arc<Node>) {
-        for r in node.store.replicas().into_iter().filter(|r| r.group().is_leader()) {
+    pub async fn run(&self, node: &Arc<Node>, led: &[Arc<meridian_range::Replica>]) {
+        for r in led {
             let Some(desc) = r.fsm().live_descriptor() else { continue };
             let seen = self.checked.lock().unwrap_or_else(|e| e.into_inner()).get(&desc.range_id).copied();
             if seen == Some(desc.generation) {
@@ -220,12 +220,12 @@ impl SplitQueue {
         hot && was_hot
     }
 
-    pub async fn run(&self, node: &Arc<Node>) {
-        for r in node.store.replicas().into_iter().filter(|r| r.group().is_leader()) {
+    pub async fn run(&self, node: &Arc<Node>, led: &[Arc<meridian_range::Replica>]) {
+        for r in led {
             let Some(desc) = r.fsm().live_descriptor() else { continue };
             let Some(table) = desc.table_id else { continue };
             if node.cfg.split_qps > 0
-                && self.hot(&r, node.cfg.split_qps)
+                && self.hot(r, node.cfg.split_qps)
                 && let Some(key) = r.load_split_key()
             {
                 tracing::info!(node = node.node_id(), range = desc.range_id, qps_over = node.cfg.split_qps, "splitting a range by load");
