@@ -358,3 +358,51 @@ async fn a_unique_index_holds_across_ranges_under_concurrent_inserts() {
     let (st, body) = sql(&c, 2, "INSERT INTO t VALUES (399, 1003)").await;
     assert_eq!((st, body["error"]["code"].as_str()), (409, Some("23505")), "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "KNOWN GAP (issue 6 note): the 999 splits and SHOW RANGES from every gateway pass (about 3 min, debug build), but a full-table scan over the 1,000 ranges took over 10 min in a debug build (ranges are read one after another, and each step seems to cost far more than a read). Run: cargo test -p meridian-node --test e2e_split a_thousand -- --include-ignored --nocapture"]
+async fn a_thousand_manual_splits_are_listed_and_queries_across_them_are_right() {
+    // Shows: 999 SPLIT AT points make 1,000 ranges; SHOW RANGES lists them tiling the table from
+    // every gateway; scans, aggregates and a write across all of them are right. (Idle, they
+    // quiesce: 1,000 ranges cost about as much CPU as a few.)
+    let _g = serial().await;
+    let c = Cluster::start(3, &[]).await;
+    c.must(0, "", "CREATE DATABASE d").await;
+    must(&c, 0, "CREATE TABLE t (k INT8 PRIMARY KEY, v INT8 NOT NULL)").await;
+    must(&c, 0, "INSERT INTO t SELECT g, g FROM generate_series(1, 3000) AS g").await;
+    let body = long(&c, 1, "ALTER TABLE t SPLIT AT SELECT g * 3 FROM generate_series(1, 999) AS g").await;
+    assert_eq!(rows(&body).len(), 999);
+    for gw in 0..3 {
+        let spans = tiled_ranges(&c, gw).await;
+        assert_eq!(spans.len(), 1000, "through node {}", gw + 1);
+        assert!(spans[1].0.ends_with("/1/3") && spans[999].0.ends_with("/1/2997"), "{:?}", &spans[..2]);
+    }
+    // Scans visit the ranges one after another (not yet in parallel): slow in a debug build.
+    let started = Instant::now();
+    assert_eq!(rows(&long(&c, 0, "SELECT count(*), sum(v) FROM t").await), vec![json!([3000, 4501500])]);
+    eprintln!("count and sum over 1,000 ranges: {:?}", started.elapsed());
+    assert_eq!(int(&long(&c, 2, "SELECT count(*) FROM t WHERE k BETWEEN 1000 AND 2000").await), 1001);
+    assert_eq!(
+        rows(&must(&c, 1, "SELECT k FROM t WHERE v IN (1, 1500, 3000) ORDER BY k").await),
+        vec![json!([1]), json!([1500]), json!([3000])]
+    );
+    // One write over every range, then read back through another gateway.
+    long(&c, 0, "UPDATE t SET v = v + 1 WHERE k % 100 = 0").await;
+    assert_eq!(int(&long(&c, 1, "SELECT sum(v) FROM t").await), 4501500 + 30);
+}
+
+/// One statement with a long deadline (minutes), for work over many ranges; must succeed.
+async fn long(c: &Cluster, gw: usize, stmt: &str) -> Value {
+    let resp = c
+        .client
+        .post(format!("http://{}/v1/sql", c.nodes[gw].http))
+        .timeout(Duration::from_secs(600))
+        .json(&json!({"database": "d", "timeout": "600s", "statements": [{"sql": stmt}]}))
+        .send()
+        .await
+        .unwrap();
+    let st = resp.status().as_u16();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(st, 200, "{stmt}: {body}");
+    body
+}
