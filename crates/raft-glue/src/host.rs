@@ -74,19 +74,21 @@ impl SpanClaims {
     }
 
     /// Records (visibly, not yet durably) this node's replica `replica_id` of `range` unless a
-    /// split being applied claimed it (then returns false). Does nothing if one is recorded.
-    fn record_unclaimed(&self, engine: &Engine, range: RangeId, replica_id: ReplicaId) -> std::io::Result<bool> {
+    /// split being applied claimed it (then returns `None`). Returns whether it wrote the record
+    /// (false: one was there already).
+    fn record_unclaimed(&self, engine: &Engine, range: RangeId, replica_id: ReplicaId) -> std::io::Result<Option<bool>> {
         let claims = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if claims.contains_key(&range) {
-            return Ok(false);
+            return Ok(None);
         }
         let key = range_local_key(range, range_local::REPLICA_ID);
-        if engine.get(Cf::RaftMeta, &key)?.is_none() {
-            let mut b = Batch::new();
-            b.put(engine, Cf::RaftMeta, &key, &encode(&replica_id)?);
-            engine.write(b)?;
+        if engine.get(Cf::RaftMeta, &key)?.is_some() {
+            return Ok(Some(false));
         }
-        Ok(true)
+        let mut b = Batch::new();
+        b.put(engine, Cf::RaftMeta, &key, &encode(&replica_id)?);
+        engine.write(b)?;
+        Ok(Some(true))
     }
 }
 
@@ -181,13 +183,17 @@ impl RaftHost {
         }
         // Record the replica durably before it can vote or accept entries, unless a split
         // being applied here is creating it (its starting state is on the way).
-        if !self.claims.record_unclaimed(&self.engine, range, replica_id)? {
+        let key = range_local_key(range, range_local::REPLICA_ID);
+        let Some(wrote) = self.claims.record_unclaimed(&self.engine, range, replica_id)? else {
             return Err(std::io::Error::other(format!("range r{range} is being created here by a split")));
+        };
+        let recorded = self.engine.get(Cf::RaftMeta, &key)?.unwrap_or_default();
+        if wrote {
+            // Written visibly above (atomically with the claims); now made durable.
+            let mut b = Batch::new();
+            b.put(&self.engine, Cf::RaftMeta, &key, &recorded);
+            self.engine.write_durable(b).await?;
         }
-        let recorded = self.engine.get(Cf::RaftMeta, &range_local_key(range, range_local::REPLICA_ID))?.unwrap_or_default();
-        let mut b = Batch::new();
-        b.put(&self.engine, Cf::RaftMeta, &range_local_key(range, range_local::REPLICA_ID), &recorded);
-        self.engine.write_durable(b).await?;
         let replica_id = decode::<ReplicaId>(&recorded)?;
         self.start_group(range, replica_id).await
     }
