@@ -76,7 +76,10 @@ impl Cluster {
             .args(["start", "--store", n.store.to_str().unwrap(), "--listen-addr", &n.listen, "--http-addr", &n.http, "--join", &join])
             .args(["--locality", &format!("region=local,zone=z{}", i + 1), "--raft-heartbeat-ms", "100", "--dead-after", "4s"])
             .args(&self.extra_args)
-            .env("MERIDIAN_LOG", std::env::var("MERIDIAN_TEST_LOG").unwrap_or_else(|_| "info,openraft=warn".into()))
+            .env(
+                "MERIDIAN_LOG",
+                std::env::var("MERIDIAN_TEST_LOG").unwrap_or_else(|_| "info,openraft=warn,openraft::core::heartbeat=error".into()),
+            )
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)

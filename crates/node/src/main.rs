@@ -5,8 +5,14 @@
 //! - `meridian demo`: an in-process cluster on temporary stores.
 //! - `meridian workload kv`: load generator with latency percentiles.
 
+/// Log filter unless `MERIDIAN_LOG` says otherwise. openraft logs every failed heartbeat, one per
+/// range and follower every heartbeat interval: with thousands of ranges and one node down, that
+/// is thousands of lines a second saying what node liveness already reports once.
+pub const DEFAULT_LOG: &str = "info,openraft=warn,openraft::core::heartbeat=error";
+
 /// mimalloc instead of glibc malloc: the 64-client write profile spent ~12% of all samples in
 /// glibc's malloc/free (see docs/benchmarks.md for the before/after).
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -19,6 +25,7 @@ mod node;
 mod range_ops;
 mod records;
 mod router;
+mod scan;
 mod split;
 mod txn;
 mod workload;
@@ -69,7 +76,9 @@ enum WorkloadKind {
     Bank(workload::BankArgs),
 }
 
+/// A flag given twice takes its last value (scripts append overrides to a default set).
 #[derive(clap::Args, Clone)]
+#[command(args_override_self = true)]
 pub struct StartArgs {
     /// Directory of the node's store (created if missing).
     #[arg(long)]
@@ -181,7 +190,7 @@ async fn terminate_signal() {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("MERIDIAN_LOG").unwrap_or_else(|_| "info,openraft=warn".into()))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("MERIDIAN_LOG").unwrap_or_else(|_| DEFAULT_LOG.into()))
         .with_writer(std::io::stderr)
         .init();
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

@@ -36,6 +36,11 @@ use tokio::time::Instant;
 /// Key of the node identity record in `raft_meta` (never collides: range-local keys are 9 bytes).
 const IDENT_KEY: &[u8] = b"\xffnode-ident";
 
+/// How long a peer must fail every ping before the ranges here that quiesced under its leaders
+/// wake and elect (two failed pings in a row, one a second): a single miss under load must not
+/// set off elections across thousands of ranges.
+const WAKE_AFTER: Duration = Duration::from_millis(900);
+
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
     pub store: PathBuf,
@@ -279,7 +284,13 @@ impl Node {
     /// Whether `node` has been unresponsive for longer than `dead_after` (as last measured by
     /// [`Node::live_nodes`]).
     pub fn is_dead(&self, node: NodeId) -> bool {
-        self.unresponsive_since.lock().unwrap_or_else(|e| e.into_inner()).get(&node).is_some_and(|t| t.elapsed() >= self.cfg.dead_after)
+        self.unresponsive_for(node, self.cfg.dead_after)
+    }
+
+    /// Whether `node` has failed every ping for at least `d` (as last measured by
+    /// [`Node::live_nodes`]; `d` of zero: failed the last one).
+    fn unresponsive_for(&self, node: NodeId, d: Duration) -> bool {
+        self.unresponsive_since.lock().unwrap_or_else(|e| e.into_inner()).get(&node).is_some_and(|t| t.elapsed() >= d)
     }
 
     // ---- cluster lifecycle ----
@@ -390,7 +401,9 @@ impl Node {
             let live = self.live_nodes().await;
             // Node liveness: replicas here that quiesced under a leader on a node that stopped
             // answering tick again, and elect a new leader (raft-glue `quiesce`).
-            for n in self.router.nodes().iter().filter(|n| !live.contains(&n.node_id)) {
+            // One missed ping is not enough: an overloaded peer (or this node) can miss one, and
+            // waking its ranges would only add elections to the load.
+            for n in self.router.nodes().iter().filter(|n| self.unresponsive_for(n.node_id, WAKE_AFTER)) {
                 let woken = self.store.host().wake_followers_of(n.node_id);
                 if woken > 0 {
                     tracing::info!(node = self.node_id(), peer = n.node_id, woken, "woke ranges led by an unresponsive node");

@@ -15,7 +15,10 @@
 //! Only calls to an address whose node is unknown (joining, `init`) name no target.
 //!
 //! The read loop never awaits a handler: each incoming request runs in its own task and its
-//! response is queued on the writer, so a slow range cannot stall the others. The writer drains
+//! response is queued on the writer, so a slow range cannot stall the others. A request carries
+//! how long its caller waits; one that waited longer than that before its task ran is dropped
+//! unanswered (its caller has given up), so an overloaded node sheds stale work, chiefly
+//! heartbeats, instead of answering everything too late. The writer drains
 //! everything queued into one buffered write (one syscall for many messages under load).
 //!
 //! WAN latency is simulated here: [`TcpTransport::set_delay`] delays every frame sent to a peer.
@@ -82,6 +85,8 @@ enum Wire {
     },
     Request {
         id: u64,
+        /// How long the caller waits for the answer (ms, saturated); see [`Wire`] handling.
+        ttl_ms: u32,
         frame: Frame,
     },
     Response {
@@ -251,12 +256,22 @@ impl TcpTransport {
                             let _ = tx.send(body);
                         }
                     }
-                    Wire::Request { id, frame } => {
+                    Wire::Request { id, ttl_ms, frame } => {
                         let Some(h) = me.handler.get().cloned() else {
                             continue;
                         };
                         let c = rconn.clone();
+                        let arrived = std::time::Instant::now();
                         tokio::spawn(async move {
+                            // Load shedding: a request that waited here longer than its caller
+                            // waits for the answer has been given up on; handling it would only
+                            // delay the fresh ones (under overload, stale heartbeats would keep
+                            // every answer late). The caller's clock started earlier, so it has
+                            // certainly timed out.
+                            if arrived.elapsed() >= Duration::from_millis(u64::from(ttl_ms)) {
+                                tracing::debug!(peer = c.peer, "dropped a request its caller gave up on");
+                                return;
+                            }
                             let body = h.handle(c.peer, frame).await;
                             let _ = c.tx.send(encode_wire(&Wire::Response { id, body })).await;
                         });
@@ -303,7 +318,8 @@ impl TcpTransport {
         let (tx, rx) = oneshot::channel();
         conn.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(id, tx);
         let peer = conn.peer;
-        if conn.tx.send(encode_wire(&Wire::Request { id, frame })).await.is_err() {
+        let ttl_ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
+        if conn.tx.send(encode_wire(&Wire::Request { id, ttl_ms, frame })).await.is_err() {
             return Err(NetError::Unreachable(peer, "connection closed".into()));
         }
         let res = tokio::time::timeout(timeout, rx).await;
