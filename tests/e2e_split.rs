@@ -360,13 +360,14 @@ async fn a_unique_index_holds_across_ranges_under_concurrent_inserts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "KNOWN GAP (issue 6 note): passes its splits and SHOW RANGES from every gateway (about 3 min, debug build), but its scans and its UPDATE over 1,000 ranges took over 10 min in a debug build, while the same statements take 1-3 s each in a release build (one range after another, with a routing lookup for each). Run: cargo test -p meridian-node --test e2e_split a_thousand -- --include-ignored --nocapture"]
 async fn a_thousand_manual_splits_are_listed_and_queries_across_them_are_right() {
     // Shows: 999 SPLIT AT points make 1,000 ranges; SHOW RANGES lists them tiling the table from
     // every gateway; scans, aggregates and a write across all of them are right. (Idle, they
     // quiesce: 1,000 ranges cost about as much CPU as a few.)
+    // The nodes run with the default Raft timings, not the tests' fast ones: until they quiesce,
+    // 1,000 ranges heartbeating every 100 ms are more than a debug build on two cores can carry.
     let _g = serial().await;
-    let c = Cluster::start(3, &[]).await;
+    let c = Cluster::start(3, &["--raft-heartbeat-ms", "200", "--dead-after", "30s"]).await;
     c.must(0, "", "CREATE DATABASE d").await;
     must(&c, 0, "CREATE TABLE t (k INT8 PRIMARY KEY, v INT8 NOT NULL)").await;
     must(&c, 0, "INSERT INTO t SELECT g, g FROM generate_series(1, 3000) AS g").await;
@@ -377,13 +378,13 @@ async fn a_thousand_manual_splits_are_listed_and_queries_across_them_are_right()
         assert_eq!(spans.len(), 1000, "through node {}", gw + 1);
         assert!(spans[1].0.ends_with("/1/3") && spans[999].0.ends_with("/1/2997"), "{:?}", &spans[..2]);
     }
-    // Scans visit the ranges one after another (not yet in parallel): slow in a debug build.
+    // Scans read up to 32 ranges at once.
     let started = Instant::now();
     assert_eq!(rows(&long(&c, 0, "SELECT count(*), sum(v) FROM t").await), vec![json!([3000, 4501500])]);
     eprintln!("count and sum over 1,000 ranges: {:?}", started.elapsed());
     assert_eq!(int(&long(&c, 2, "SELECT count(*) FROM t WHERE k BETWEEN 1000 AND 2000").await), 1001);
     assert_eq!(
-        rows(&must(&c, 1, "SELECT k FROM t WHERE v IN (1, 1500, 3000) ORDER BY k").await),
+        rows(&long(&c, 1, "SELECT k FROM t WHERE v IN (1, 1500, 3000) ORDER BY k").await),
         vec![json!([1]), json!([1500]), json!([3000])]
     );
     // One write over every range, then read back through another gateway.

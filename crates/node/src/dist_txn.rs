@@ -33,6 +33,8 @@
 //! range's state); a prepare's intents are not split if the range splits meanwhile.
 
 use crate::node::Node;
+use futures::StreamExt;
+use futures::future::BoxFuture;
 use meridian_sql::SqlError;
 use meridian_types::kv::{KvRequest, KvResponse, PrepareRequest, ResolveRequest, Span, TxnMeta, TxnStatus, Write};
 use meridian_types::{KvError, RangeDescriptor, RangeId, Timestamp};
@@ -44,6 +46,13 @@ use tokio::time::Instant;
 /// How long after its start a multi-range commit may leave intents behind before anyone it
 /// blocks may abort it.
 pub const TXN_EXPIRY: Duration = Duration::from_secs(5);
+
+/// Most ranges one transaction prepares or resolves at once: a commit across a thousand ranges
+/// must not put a thousand Raft proposals in flight together.
+const PARALLEL_RANGE_REQUESTS: usize = 64;
+
+/// How long resolving one range may take before it is left to whoever meets its intents.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One range's part of a multi-range transaction.
 #[derive(Default)]
@@ -73,18 +82,23 @@ pub async fn commit(
     let heartbeat_task = AbortOnDrop(tokio::spawn(heartbeat(node.clone(), anchor_key.clone(), txn.id)));
     let span = tracing::debug_span!("txn", id = %format!("{:032x}", txn.id), ranges = parts.len());
     let _e = span.enter();
-    let prepares = parts.iter().map(|(range_id, p)| {
-        let desc = p.desc.clone().expect("participant descriptor");
-        let req = KvRequest::Prepare(PrepareRequest {
-            range_id: *range_id,
-            txn: txn.clone(),
-            read_ts,
-            read_spans: p.reads.clone(),
-            writes: p.writes.clone(),
-        });
-        async move { (desc.range_id, node.router.send(&desc, req, deadline).await) }
-    });
-    let results = futures::future::join_all(prepares).await;
+    let prepares: Vec<_> = parts
+        .iter()
+        .map(|(range_id, p)| {
+            let desc = p.desc.clone().expect("participant descriptor");
+            let req = KvRequest::Prepare(PrepareRequest {
+                range_id: *range_id,
+                txn: txn.clone(),
+                read_ts,
+                read_spans: p.reads.clone(),
+                writes: p.writes.clone(),
+            });
+            let node = node.clone();
+            let f: BoxFuture<'static, _> = Box::pin(async move { (desc.range_id, node.router.send(&desc, req, deadline).await) });
+            f
+        })
+        .collect();
+    let results: Vec<_> = futures::stream::iter(prepares).buffer_unordered(PARALLEL_RANGE_REQUESTS).collect().await;
     let mut commit_ts = read_ts.map(|t| t.next()).unwrap_or_default();
     let mut failure: Option<KvError> = None;
     let mut prepared: Vec<RangeId> = Vec::new();
@@ -130,6 +144,12 @@ pub async fn commit(
         if let KvError::WriteIntent { key, txn: other } = &e {
             let _ = push(node, deadline, key, other).await;
         }
+        // A prepare whose answer was lost is not an ambiguous commit: only this coordinator can
+        // write the record that commits, and it will not. The transaction is aborted, and the
+        // client may run it again.
+        if let KvError::Ambiguous(m) = e {
+            return Err(KvError::TxnAborted(format!("{m} during prepare; nothing was committed")));
+        }
         return Err(e);
     }
     die_here_when_testing("after-prepare"); // intents laid, no record
@@ -169,24 +189,32 @@ pub async fn commit(
     }
 }
 
-/// Resolves `txn_id` on each `(range, keys, forget_record)` in order, as `status` (aborted when
-/// `None`). Stops at the first failure, leaving the rest to whoever meets them.
+/// Resolves `txn_id` on each `(range, keys, forget_record)` as `status` (aborted when `None`):
+/// all but the last at once (up to [`PARALLEL_RANGE_REQUESTS`]), then the last, which alone may
+/// forget the record. Stops at a failure, leaving the rest to whoever meets them.
 async fn end_and_resolve(
     node: &Arc<Node>,
     txn_id: u128,
     status: Option<TxnStatus>,
-    ranges: Vec<(RangeDescriptor, Vec<Vec<u8>>, bool)>,
+    mut ranges: Vec<(RangeDescriptor, Vec<Vec<u8>>, bool)>,
 ) -> Result<(), KvError> {
     let status = status.unwrap_or(TxnStatus::Aborted);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let n = ranges.len();
-    for (i, (desc, keys, forget_record)) in ranges.into_iter().enumerate() {
-        // Forgetting the record is safe only once every other range is resolved.
-        let forget_record = forget_record && i + 1 == n;
-        let req = KvRequest::Resolve(ResolveRequest { range_id: desc.range_id, txn_id, status, keys, forget_record });
-        node.router.send(&desc, req, deadline).await?;
-    }
-    Ok(())
+    let resolve = |(desc, keys, forget_record): (RangeDescriptor, Vec<Vec<u8>>, bool)| -> BoxFuture<'static, Result<(), KvError>> {
+        let node = node.clone();
+        Box::pin(async move {
+            let deadline = Instant::now() + RESOLVE_TIMEOUT;
+            let req = KvRequest::Resolve(ResolveRequest { range_id: desc.range_id, txn_id, status, keys, forget_record });
+            node.router.send(&desc, req, deadline).await.map(|_| ())
+        })
+    };
+    let Some((last_desc, last_keys, last_forgets)) = ranges.pop() else {
+        return Ok(());
+    };
+    // Forgetting the record is safe only once every other range is resolved.
+    let others: Vec<_> = ranges.into_iter().map(|(d, k, _)| (d, k, false)).collect();
+    let results: Vec<_> = futures::stream::iter(others).map(resolve).buffer_unordered(PARALLEL_RANGE_REQUESTS).collect().await;
+    results.into_iter().collect::<Result<Vec<()>, _>>()?;
+    resolve((last_desc, last_keys, last_forgets)).await
 }
 
 /// Deals with the intent (or read lock) of `holder` met on `key`: resolves what was met once the

@@ -23,6 +23,10 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// Meta records read by one cache miss: the range looked up and the ones after it, so that a
+/// scan over many uncached ranges costs one lookup per this many ranges.
+const LOOKUP_PREFETCH: u64 = 64;
+
 /// Longest a single attempt to one node may take before trying another.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -114,7 +118,7 @@ impl Router {
             range_id: SYSTEM_RANGE_ID,
             ts: None,
             uncertainty_limit: None,
-            ops: vec![ReadOp::Scan { start, end, limit: 1 }],
+            ops: vec![ReadOp::Scan { start, end, limit: LOOKUP_PREFETCH }],
         });
         let resp = self.send(&system_descriptor(), req, deadline).await?;
         let KvResponse::Read(r) = resp else {
@@ -123,14 +127,17 @@ impl Router {
         let Some(ReadResult::Scan { rows, .. }) = r.results.into_iter().next() else {
             return Err(KvError::Internal("unexpected result".into()));
         };
-        let desc = match rows.into_iter().next() {
-            Some((_, v)) => RangeDescriptor::decode_record(&v)?,
-            None => return Err(KvError::RangeNotFound { range_id: 0 }),
-        };
-        if !desc.contains_key(key) {
+        let mut descs = rows.iter().map(|(_, v)| RangeDescriptor::decode_record(v)).collect::<Result<Vec<_>, _>>()?;
+        // Only the first record must hold the key; the rest are the ranges after it, cached for
+        // the scans that go on there (a stale one is dropped when its range says so).
+        descs.retain(|d| d.end_key.as_slice() > key);
+        let Some(desc) = descs.first().filter(|d| d.contains_key(key)).cloned() else {
             return Err(KvError::RangeNotFound { range_id: 0 });
+        };
+        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
+        for d in descs {
+            cache.insert(d.end_key.clone(), CachedRange { desc: d });
         }
-        self.cache.write().unwrap_or_else(|e| e.into_inner()).insert(desc.end_key.clone(), CachedRange { desc: desc.clone() });
         Ok(desc)
     }
 

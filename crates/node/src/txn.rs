@@ -27,10 +27,11 @@ use crate::catalog_cache::{SCHEMA_LEASE, SCHEMA_WAIT};
 use crate::dist_txn;
 use crate::node::Node;
 use crate::records::SysRecord;
+use crate::scan;
 use meridian_raft_glue::{Frame, Service, Transport};
 use meridian_sql::index::table_of_key;
 use meridian_sql::{DatabaseDesc, SqlError, TableDesc, TxnClient};
-use meridian_types::keys::{self, KEY_MAX};
+use meridian_types::keys;
 use meridian_types::kv::{KvRequest, KvResponse, ReadOp, ReadRequest, ReadResult, Span, Write, WriteRequest};
 use meridian_types::{KvError, RangeDescriptor, RangeId, ReplicaDescriptor, ReplicaKind, SYSTEM_RANGE_ID, Timestamp, ZoneConfig};
 use std::collections::BTreeMap;
@@ -45,7 +46,6 @@ pub struct Txn {
     node: Arc<Node>,
     deadline: Instant,
     read_ts: Option<Timestamp>,
-    /// Whether `read_ts` was chosen by a leaseholder's clock other than the one being read.
     writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     reads: Vec<(RangeId, Span)>,
     /// Point reads already made: at the transaction's one read timestamp they cannot change, so
@@ -581,48 +581,43 @@ impl TxnClient for Txn {
     async fn scan(&mut self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, SqlError> {
         let buffered: Vec<_> = self.writes.range(start.to_vec()..end.to_vec()).map(|(k, v)| (k.clone(), v.clone())).collect();
         // With buffered writes in the span, read everything so deletions cannot starve the limit.
-        let store_limit = if buffered.is_empty() { limit } else { 0 };
-        let mut rows: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-        let mut cursor = start.to_vec();
-        while cursor.as_slice() < end {
-            let page = if store_limit == 0 { 0 } else { (store_limit - rows.len()) as u64 };
-            let (desc, res) =
-                self.read(&cursor, ReadOp::Scan { start: cursor.clone(), end: end.to_vec(), limit: page }).await.or_else(|e| match e {
-                    // A scan past the end of the last range simply ends.
-                    KvError::RangeNotFound { range_id: 0 } if cursor.as_slice() > [keys::TABLE_PREFIX].as_slice() => Ok((
-                        RangeDescriptor {
-                            range_id: 0,
-                            start_key: cursor.clone(),
-                            end_key: KEY_MAX.to_vec(),
-                            replicas: vec![],
-                            generation: 0,
-                            table_id: None,
-                        },
-                        ReadResult::Scan { rows: vec![], resume: None },
-                    )),
-                    e => Err(e),
-                })?;
-            let span_end = end.min(desc.end_key.as_slice()).to_vec();
-            let ReadResult::Scan { rows: got, resume } = res else {
-                return Err(SqlError::Kv(KvError::Internal("unexpected result".into())));
+        let store_limit = if buffered.is_empty() { limit as u64 } else { 0 };
+        let mut at = scan::ReadAt { node: self.node.clone(), deadline: self.deadline, ts: self.read_ts, uncertainty: self.uncertainty() };
+        let mut pieces = Vec::new();
+        if at.ts.is_none() {
+            // The first range read chooses the transaction's timestamp.
+            let (piece, ts) = scan::read_one(&at, start, end, store_limit).await?;
+            self.read_ts = Some(ts);
+            at.ts = Some(ts);
+            at.uncertainty = self.uncertainty();
+            pieces.push(piece);
+        }
+        let cursor = pieces.last().map_or_else(|| start.to_vec(), |p| p.read_to.clone());
+        let got: u64 = pieces.iter().map(|p| p.rows.len() as u64).sum();
+        let done = pieces.last().is_some_and(|p| p.desc.is_none()) || (store_limit != 0 && got >= store_limit);
+        if !done && cursor.as_slice() < end {
+            let more = if store_limit == 0 {
+                scan::scan_parallel(&at, cursor, end).await?
+            } else {
+                scan::scan_seq(&at, cursor, end, store_limit - got).await?
             };
-            rows.extend(got);
-            let read_to = resume.clone().unwrap_or_else(|| span_end.clone());
-            if desc.range_id != 0 {
-                self.reads.push((desc.range_id, Span::new(cursor.clone(), read_to.clone())));
-            }
-            if store_limit != 0 && rows.len() >= store_limit {
-                rows.truncate(store_limit);
+            pieces.extend(more);
+        }
+        let mut rows: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        for piece in pieces {
+            let Some(desc) = piece.desc else { continue };
+            let mut read_to = piece.read_to;
+            rows.extend(piece.rows);
+            if store_limit != 0 && rows.len() as u64 >= store_limit {
+                rows.truncate(store_limit as usize);
+                // Only what was returned counts as read.
                 if let Some((last, _)) = rows.last() {
-                    // Only what was returned counts as read.
-                    if let Some((_, s)) = self.reads.last_mut() {
-                        s.end = keys::key_next(last);
-                    }
+                    read_to = keys::key_next(last);
                 }
-                break;
             }
-            cursor = read_to;
-            if desc.range_id == 0 {
+            self.reads.push((desc.range_id, Span::new(piece.start, read_to)));
+            self.descs.entry(desc.range_id).or_insert(desc);
+            if store_limit != 0 && rows.len() as u64 >= store_limit {
                 break;
             }
         }
