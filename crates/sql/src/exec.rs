@@ -90,7 +90,7 @@ pub async fn execute<T: TxnClient>(
     {
         return Err(SqlError::user(
             codes::UNSUPPORTED,
-            "ALTER TABLE ... SPLIT AT and CONFIGURE ZONE must be the only statement of their request: they take effect on their own, outside the request's transaction",
+            "ALTER TABLE|INDEX ... SPLIT AT and CONFIGURE ZONE must be the only statement of their request: they take effect on their own, outside the request's transaction",
         ));
     }
     let mut out = Vec::with_capacity(statements.len());

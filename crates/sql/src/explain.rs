@@ -31,6 +31,10 @@ pub fn pretty_key(t: &TableDesc, key: &[u8]) -> String {
     let prefix = rows_prefix(t);
     let mut out = format!("/Table/{}/1", t.id);
     let Some(rest) = key.strip_prefix(prefix.as_slice()) else {
+        // An index's key (a range boundary made by ALTER INDEX ... SPLIT AT).
+        if let Some(i) = t.indexes.iter().find(|i| key.starts_with(&keys::index_prefix(t.id, i.id))) {
+            return pretty_index_key(t, i, key);
+        }
         return format!("{out}/<{}>", hex(key));
     };
     let mut r = KeyReader::new(rest);

@@ -36,9 +36,9 @@ pub(crate) struct Parsed {
 /// Statements read by Meridian itself (CockroachDB syntax).
 #[derive(Debug)]
 pub(crate) enum Ext {
-    /// `ALTER TABLE <this> SPLIT AT <stmt>`: `stmt` is the query of split points
-    /// (`crate::split_at`).
-    SplitAt(sqlparser::ast::ObjectName),
+    /// `ALTER TABLE <this> SPLIT AT <stmt>` or `ALTER INDEX <this> SPLIT AT <stmt>`: `stmt` is
+    /// the query of split points (`crate::split_at`).
+    SplitAt(crate::split_at::SplitTarget),
     /// `ALTER TABLE|DATABASE ... CONFIGURE ZONE USING ...` (`crate::zone`); `stmt` is unused.
     Zone(crate::zone::ZoneChange),
 }

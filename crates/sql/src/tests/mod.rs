@@ -422,6 +422,53 @@ fn split_at_cuts_the_table_span_at_primary_keys() {
 }
 
 #[test]
+fn alter_index_split_at_cuts_the_table_span_at_index_entries() {
+    let mut t = setup();
+    run(&mut t, "CREATE TABLE people (id INT8 PRIMARY KEY, name STRING, age INT8)");
+    run(&mut t, "CREATE INDEX by_name ON people (name)");
+    run(&mut t, "CREATE UNIQUE INDEX by_age ON people (age DESC)");
+    run(&mut t, "INSERT INTO people VALUES (1, 'ann', 30), (2, 'bob', 40), (3, NULL, 50), (4, 'zed', NULL)");
+    let table = t.tables.values().find(|d| d.name == "people").unwrap().clone();
+    let by_name = table.indexes.iter().find(|i| i.name == "by_name").unwrap().id;
+    let by_age = table.indexes.iter().find(|i| i.name == "by_age").unwrap().id;
+    let r = run(&mut t, "ALTER INDEX people@by_name SPLIT AT VALUES ('m'), (NULL)");
+    assert_eq!(r.tag, "SPLIT");
+    assert_eq!(
+        r.rows,
+        vec![
+            vec![json!(format!("/Table/{}/{by_name}/\"m\"", table.id)), json!("[m]")],
+            vec![json!(format!("/Table/{}/{by_name}/NULL", table.id)), json!("[NULL]")],
+        ]
+    );
+    run(&mut t, "ALTER INDEX db.people@by_age SPLIT AT VALUES (35)");
+    // Each split key is an entry prefix encoded like the entries: 'bob' sorts after 'm' only if
+    // the boundary is where the entry of 'bob' would be, and DESC inverts the order of ages.
+    let ranges = rows(&mut t, "SHOW RANGES FROM TABLE people");
+    let starts: Vec<String> = ranges.iter().map(|r| r[0].as_str().unwrap().to_string()).collect();
+    assert_eq!(starts.len(), 4, "{starts:?}");
+    assert!(starts.contains(&format!("/Table/{}/{by_age}/35", table.id)), "{starts:?}");
+    let entry = |row: &[crate::datum::Datum], idx: u32| {
+        crate::index::entry(&table, table.indexes.iter().find(|i| i.id == idx).unwrap(), row).unwrap().unwrap().0
+    };
+    use crate::datum::Datum;
+    let m = t.splits.iter().find(|k| k.starts_with(&meridian_types::keys::index_prefix(table.id, by_name))).unwrap().clone();
+    let row = |name: Option<&str>, age: i64| vec![Datum::Int(9), name.map_or(Datum::Null, |n| Datum::String(n.into())), Datum::Int(age)];
+    assert!(entry(&row(Some("bob"), 1), by_name) < m && m < entry(&row(Some("zed"), 1), by_name));
+    let a35 = t.splits.iter().find(|k| k.starts_with(&meridian_types::keys::index_prefix(table.id, by_age))).unwrap().clone();
+    assert!(entry(&row(None, 40), by_age) < a35 && a35 < entry(&row(None, 30), by_age), "DESC: 40 sorts before 35, 30 after");
+    assert_eq!(rows(&mut t, "SELECT count(*) FROM people WHERE name > 'b'"), vec![vec![json!(2)]], "the index still answers");
+    for (sql, code) in [
+        ("ALTER INDEX people@nope SPLIT AT VALUES ('x')", "42704"),
+        ("ALTER INDEX people@by_name SPLIT AT VALUES ('a', 1, 2)", "42601"),
+        ("ALTER INDEX people@by_age SPLIT AT VALUES (NULL)", "22004"),
+        ("ALTER INDEX people@by_age SPLIT AT VALUES ('old')", "22P02"),
+        ("ALTER INDEX nope@by_name SPLIT AT VALUES ('x')", "42P01"),
+    ] {
+        assert_eq!(err(&mut t, sql), code, "{sql}");
+    }
+}
+
+#[test]
 fn configure_zone_sets_range_sizes_of_a_table_or_database() {
     let mut t = setup();
     let id = t.tables.values().find(|d| d.name == "kv").unwrap().id;
