@@ -278,10 +278,10 @@ impl RaftHost {
         let mut b = Batch::new();
         if let Some(g) = &g {
             g.shutdown().await;
-            g.log.clear(&mut b);
+            g.log.clear(&mut b)?;
             if let Some((s, e)) = g.fsm.span() {
                 let (lo, hi) = mvcc::data_bounds(&s, &e);
-                b.delete_range(&self.engine, Cf::Data, &lo, &hi);
+                b.delete_span(&self.engine, Cf::Data, &lo, &hi).map_err(std::io::Error::other)?;
             }
         }
         for s in [range_local::APPLIED, range_local::MEMBERSHIP, range_local::RANGE_STATE] {

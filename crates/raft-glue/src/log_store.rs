@@ -48,11 +48,15 @@ impl LogStore {
     }
 
     /// Removes every log entry and Raft meta record of this range (replica destroyed).
-    pub fn clear(&self, batch: &mut Batch) {
-        batch.delete_range(&self.engine, Cf::RaftLog, &raft_log_key(self.range_id, 0), &raft_log_key(self.range_id + 1, 0));
+    pub fn clear(&self, batch: &mut Batch) -> io::Result<()> {
+        // Point deletes, never range tombstones, in the log (`Batch::delete_span`).
+        batch
+            .delete_span(&self.engine, Cf::RaftLog, &raft_log_key(self.range_id, 0), &raft_log_key(self.range_id + 1, 0))
+            .map_err(io::Error::other)?;
         for s in [range_local::VOTE, range_local::LAST_PURGED, range_local::COMMITTED] {
             batch.delete(&self.engine, Cf::RaftMeta, &range_local_key(self.range_id, s));
         }
+        Ok(())
     }
 }
 
@@ -133,7 +137,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> io::Result<()> {
         let from = last_log_id.map(|l| l.index() + 1).unwrap_or(0);
         let mut b = Batch::new();
-        b.delete_range(&self.engine, Cf::RaftLog, &raft_log_key(self.range_id, from), &raft_log_key(self.range_id + 1, 0));
+        b.delete_span(&self.engine, Cf::RaftLog, &raft_log_key(self.range_id, from), &raft_log_key(self.range_id + 1, 0))
+            .map_err(io::Error::other)?;
         self.engine.write(b)?;
         Ok(())
     }
@@ -141,7 +146,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId) -> io::Result<()> {
         let mut b = Batch::new();
         self.put_meta(&mut b, range_local::LAST_PURGED, &log_id)?;
-        b.delete_range(&self.engine, Cf::RaftLog, &raft_log_key(self.range_id, 0), &raft_log_key(self.range_id, log_id.index() + 1));
+        b.delete_span(&self.engine, Cf::RaftLog, &raft_log_key(self.range_id, 0), &raft_log_key(self.range_id, log_id.index() + 1))
+            .map_err(io::Error::other)?;
         self.engine.write(b)?;
         Ok(())
     }

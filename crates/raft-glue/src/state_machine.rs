@@ -194,7 +194,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         // Drop whatever this replica held before: its old span and the snapshot's span.
         for (s, e) in self.fsm.span().into_iter().chain(payload.span.clone()) {
             let (lo, hi) = mvcc::data_bounds(&s, &e);
-            batch.delete_range(&self.engine, Cf::Data, &lo, &hi);
+            batch.delete_span(&self.engine, Cf::Data, &lo, &hi).map_err(io::Error::other)?;
         }
         for (k, v) in &payload.data {
             batch.put(&self.engine, Cf::Data, k, v);
