@@ -121,7 +121,7 @@ where
             leader: None,
             candidate: None,
             pre_candidate: None,
-            output: EngineOutput::new(64),
+            output: EngineOutput::new(4),
         }
     }
 

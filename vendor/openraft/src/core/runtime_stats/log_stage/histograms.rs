@@ -22,12 +22,12 @@ pub struct LogStageHistograms {
 impl LogStageHistograms {
     pub(crate) fn new() -> Self {
         Self {
-            proposed_to_received: Histogram::new(),
-            received_to_submitted: Histogram::new(),
-            submitted_to_persisted: Histogram::new(),
-            persisted_to_committed: Histogram::new(),
-            committed_to_applied: Histogram::new(),
-            proposed_to_applied: Histogram::new(),
+            proposed_to_received: Histogram::with_log_scale(crate::core::runtime_stats::runtime_stats::SMALL_HISTOGRAM_WIDTH, 1),
+            received_to_submitted: Histogram::with_log_scale(crate::core::runtime_stats::runtime_stats::SMALL_HISTOGRAM_WIDTH, 1),
+            submitted_to_persisted: Histogram::with_log_scale(crate::core::runtime_stats::runtime_stats::SMALL_HISTOGRAM_WIDTH, 1),
+            persisted_to_committed: Histogram::with_log_scale(crate::core::runtime_stats::runtime_stats::SMALL_HISTOGRAM_WIDTH, 1),
+            committed_to_applied: Histogram::with_log_scale(crate::core::runtime_stats::runtime_stats::SMALL_HISTOGRAM_WIDTH, 1),
+            proposed_to_applied: Histogram::with_log_scale(crate::core::runtime_stats::runtime_stats::SMALL_HISTOGRAM_WIDTH, 1),
         }
     }
 }
