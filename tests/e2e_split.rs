@@ -407,3 +407,71 @@ async fn long(c: &Cluster, gw: usize, stmt: &str) -> Value {
     assert_eq!(st, 200, "{stmt}: {body}");
     body
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_node_hands_its_leases_to_the_others_before_it_exits() {
+    // Shows: on SIGTERM a node moves every lease it holds to the other nodes while it still
+    // serves, then exits cleanly; writes through the other gateways succeed throughout; the
+    // survivors hold every lease afterwards, and balancing gives the draining node none back.
+    let _g = serial().await;
+    let c = std::sync::Arc::new(Cluster::start(3, &[]).await);
+    c.must(0, "", "CREATE DATABASE d").await;
+    must(&c, 0, "CREATE TABLE t (k INT8 PRIMARY KEY, v INT8 NOT NULL)").await;
+    must(&c, 0, "INSERT INTO t SELECT g, 0 FROM generate_series(1, 30) AS g").await;
+    must(&c, 0, "ALTER TABLE t SPLIT AT SELECT g FROM generate_series(3, 30, 3) AS g").await;
+    // Lease balancing spreads the 11 table ranges and the system range: wait for node 1 to hold
+    // a few.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let held = c.status(0).await["leaseholder_count"].as_u64().unwrap_or(0);
+        if held >= 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node 1 never got leases");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (c, stop) = (c.clone(), stop.clone());
+        tokio::spawn(async move {
+            let (mut ok, mut failed) = (0u64, Vec::new());
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let stmt = format!("UPDATE t SET v = v + 1 WHERE k = {}", i % 30 + 1);
+                let (st, body) = sql(&c, 1 + (i % 2) as usize, &stmt).await;
+                if st == 200 {
+                    ok += 1;
+                } else {
+                    failed.push(format!("{st} {body}"));
+                }
+                i += 1;
+            }
+            (ok, failed)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let c2 = c.clone();
+    let st = tokio::task::spawn_blocking(move || c2.sigterm(0)).await.unwrap();
+    assert!(st.success(), "SIGTERM stops cleanly: {st:?}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (ok, failed) = writer.await.unwrap();
+    assert!(failed.is_empty(), "writes failed during the drain: {failed:?}");
+    assert!(ok > 0);
+    let log = std::fs::read_to_string(&c.nodes[0].log).unwrap();
+    assert!(log.contains("drained: no leases left"), "node 1 stopped holding leases:\n{}", &log[log.len().saturating_sub(3000)..]);
+    // The survivors lead every range (12 with the system range).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (a, b) = (c.status(1).await, c.status(2).await);
+        let total = a["leaseholder_count"].as_u64().unwrap_or(0) + b["leaseholder_count"].as_u64().unwrap_or(0);
+        if total == 12 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "survivors lead {total} of 12 ranges");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let r = rows(&must(&c, 1, "SELECT count(*), sum(v) FROM t").await);
+    assert_eq!(r[0][0], json!(30));
+    assert_eq!(r[0][1].as_u64().unwrap(), ok, "every acknowledged increment is there");
+}

@@ -37,9 +37,11 @@ pub enum AdminResponse {
         message: String,
         kv: Option<KvError>,
     },
-    /// The answer to `Ping`: how many ranges the node holds leases for (lease balancing).
+    /// The answer to `Ping`: how many ranges the node holds leases for (lease balancing), and
+    /// whether it is draining (shedding its leases before it stops: give it none).
     Pong {
         leases: u64,
+        draining: bool,
     },
 }
 

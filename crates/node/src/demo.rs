@@ -31,6 +31,8 @@ pub async fn run(nodes: usize, http_port: u16) -> Result<(), String> {
             max_body_bytes: 8 << 20,
             default_timeout: Duration::from_secs(10),
             dead_after: Duration::from_secs(30),
+            // Every node stops at once: there is no one to hand leases to.
+            drain_timeout: Duration::ZERO,
             split_qps: 0,
             exec: meridian_sql::ExecOptions::default(),
         };

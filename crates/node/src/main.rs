@@ -20,6 +20,7 @@ mod admin;
 mod catalog_cache;
 mod demo;
 mod dist_txn;
+mod drain;
 mod http;
 mod node;
 mod range_ops;
@@ -119,6 +120,10 @@ pub struct StartArgs {
     /// A node that has not answered for this long is dead: its replicas are replaced.
     #[arg(long, default_value = "30s")]
     dead_after: String,
+    /// On SIGTERM or Ctrl-C, how long the node may spend handing its leases to other nodes
+    /// before it stops anyway (0s: stop at once).
+    #[arg(long, default_value = "10s")]
+    drain_timeout: String,
     /// A range serving more requests a second than this splits where its load divides (0, the
     /// default: never; CockroachDB uses 2500 on machines with cores to spare).
     #[arg(long, default_value_t = 0)]
@@ -156,6 +161,8 @@ impl StartArgs {
             max_body_bytes: self.max_body_bytes,
             default_timeout: timeout,
             dead_after: http::parse_duration(&self.dead_after).ok_or_else(|| format!("invalid --dead-after {:?}", self.dead_after))?,
+            drain_timeout: http::parse_duration(&self.drain_timeout)
+                .ok_or_else(|| format!("invalid --drain-timeout {:?}", self.drain_timeout))?,
             split_qps: self.split_qps,
             exec: meridian_sql::ExecOptions { max_result_rows: self.max_result_rows, max_result_bytes: self.max_result_bytes },
         })
@@ -171,6 +178,15 @@ pub async fn run_node(
     let listener = tokio::net::TcpListener::bind(&cfg.http_addr).await.map_err(|e| format!("cannot listen on {}: {e}", cfg.http_addr))?;
     let app = http::router(node.clone());
     let n2 = node.clone();
+    let drainer = node.clone();
+    // On the stop signal, hand the leases off first, still serving HTTP (`drain`).
+    let shutdown = async move {
+        shutdown.await;
+        let timeout = drainer.cfg.drain_timeout;
+        if !timeout.is_zero() && drainer.node_id() != 0 {
+            drain::drain(&drainer, timeout).await;
+        }
+    };
     let handle = tokio::spawn(async move {
         let _ = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
         n2.shutdown().await;

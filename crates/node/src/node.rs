@@ -41,6 +41,9 @@ const IDENT_KEY: &[u8] = b"\xffnode-ident";
 /// set off elections across thousands of ranges.
 const WAKE_AFTER: Duration = Duration::from_millis(900);
 
+/// Most leases one node hands off in one background tick (one a second) to balance leases.
+const MAX_LEASE_TRANSFERS: u64 = 64;
+
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
     pub store: PathBuf,
@@ -53,6 +56,8 @@ pub struct NodeConfig {
     pub max_body_bytes: usize,
     pub default_timeout: Duration,
     pub dead_after: Duration,
+    /// How long a stopping node may spend handing its leases to others (`drain`).
+    pub drain_timeout: Duration,
     /// A range serving more requests a second than this (as measured by its leaseholder, for
     /// two seconds running) splits where its load divides; 0 turns load splits off.
     pub split_qps: u64,
@@ -87,7 +92,10 @@ pub struct Node {
     pub metrics: RequestMetrics,
     /// Keeps the meta records of the ranges this node leads true (`split`).
     meta_upkeep: crate::split::MetaUpkeep,
-    /// Lease counts of peers, from their answers to pings, and when they were heard.
+    /// Set once a stop began: the node hands its leases to others first (`drain`).
+    draining: AtomicBool,
+    /// Lease counts of peers that are not draining, from their answers to pings, and when they
+    /// were heard.
     peer_leases: std::sync::Mutex<std::collections::HashMap<NodeId, (u64, Instant)>>,
     /// Splits the ranges this node leads once they outgrow their zone's `range_max_bytes`.
     split_queue: crate::split::SplitQueue,
@@ -140,6 +148,7 @@ impl Node {
             metrics: Default::default(),
             meta_upkeep: Default::default(),
             peer_leases: Default::default(),
+            draining: AtomicBool::new(false),
             split_queue: Default::default(),
             leases_held: Default::default(),
             replicate_pass: Default::default(),
@@ -215,6 +224,23 @@ impl Node {
         rowid(now.max(prev + 1), self.node_id())
     }
 
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn set_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Live peers that take leases (not draining, heard from in the last 3 s), with their counts.
+    pub(crate) fn lease_takers(&self, live: &[NodeId]) -> Vec<(NodeId, u64)> {
+        let known = self.peer_leases.lock().unwrap_or_else(|e| e.into_inner());
+        live.iter()
+            .filter(|n| **n != self.node_id())
+            .filter_map(|n| known.get(n).filter(|(_, at)| at.elapsed() < Duration::from_secs(3)).map(|(c, _)| (*n, *c)))
+            .collect()
+    }
+
     pub fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
     }
@@ -265,8 +291,14 @@ impl Node {
         });
         for (id, resp) in futures::future::join_all(pings).await.into_iter().flatten() {
             live.push(id);
-            if let AdminResponse::Pong { leases } = resp {
-                self.peer_leases.lock().unwrap_or_else(|e| e.into_inner()).insert(id, (leases, Instant::now()));
+            if let AdminResponse::Pong { leases, draining } = resp {
+                // A draining peer takes no leases: it is left out of the counts balancing reads.
+                let mut known = self.peer_leases.lock().unwrap_or_else(|e| e.into_inner());
+                if draining {
+                    known.remove(&id);
+                } else {
+                    known.insert(id, (leases, Instant::now()));
+                }
             }
         }
         let now = Instant::now();
@@ -497,34 +529,50 @@ impl Node {
     }
 
     /// Spreads leases: a node holding more than its share (the cluster's leases over its live
-    /// nodes, rounded up) and at least two more than the least-loaded live node hands one lease
-    /// a second to that node, for a range with a voter there (a Raft leader transfer: the new
-    /// leaseholder's term is new, so its timestamp cache starts above anything served before).
+    /// nodes, rounded up) and at least two more than the least-loaded live node hands leases to
+    /// the least-loaded nodes, half its surplus a second (1 to [`MAX_LEASE_TRANSFERS`]), each for
+    /// a range with a voter there (a Raft leader transfer: the new leaseholder's term is new, so
+    /// its timestamp cache starts above anything served before).
     async fn balance_leases(&self, led: &[Arc<meridian_range::Replica>], live: &[NodeId]) {
-        let peers: Vec<(NodeId, u64)> = {
-            let known = self.peer_leases.lock().unwrap_or_else(|e| e.into_inner());
-            live.iter()
-                .filter(|n| **n != self.node_id())
-                .filter_map(|n| known.get(n).filter(|(_, at)| at.elapsed() < Duration::from_secs(3)).map(|(c, _)| (*n, *c)))
-                .collect()
-        };
-        if peers.len() + 1 < live.len() || peers.is_empty() {
-            return; // not every live node's count is known
+        if self.is_draining() {
+            return; // `drain` hands every lease off
         }
-        let mine = led.len() as u64;
+        let peers = self.lease_takers(live);
+        if peers.len() + 1 < live.len() || peers.is_empty() {
+            return; // not every live node's count is known (or some drain)
+        }
+        let mut mine = led.len() as u64;
         let total = mine + peers.iter().map(|p| p.1).sum::<u64>();
         let share = total.div_ceil(live.len() as u64);
-        let Some(&(target, least)) = peers.iter().min_by_key(|p| p.1) else { return };
-        if mine <= share || mine < least + 2 {
-            return;
-        }
+        // Half the surplus a tick (at most MAX_LEASE_TRANSFERS): converges in a few ticks after
+        // splits left one node leading hundreds of ranges, without overshooting when several
+        // nodes shed leases at once from counts a tick old.
+        let budget = (mine.saturating_sub(share) / 2).clamp(1, MAX_LEASE_TRANSFERS);
+        let mut counts = peers;
+        let mut moved = 0;
         for r in led {
-            let st = r.group().status();
-            if let Some(m) = st.members.iter().find(|m| m.node_id == target && m.voter) {
-                tracing::info!(node = self.node_id(), range = st.range_id, target, mine, least, "transferring a lease to balance");
-                let _ = r.group().transfer_leader(m.replica_id).await;
-                return;
+            let Some(least) = counts.iter_mut().min_by_key(|p| p.1) else { return };
+            if moved >= budget || mine <= share || mine < least.1 + 2 {
+                break;
             }
+            let st = r.group().status();
+            if let Some(m) = st.members.iter().find(|m| m.node_id == least.0 && m.voter) {
+                tracing::debug!(
+                    node = self.node_id(),
+                    range = st.range_id,
+                    target = least.0,
+                    mine,
+                    least = least.1,
+                    "transferring a lease to balance"
+                );
+                let _ = r.group().transfer_leader(m.replica_id).await;
+                least.1 += 1;
+                mine -= 1;
+                moved += 1;
+            }
+        }
+        if moved > 0 {
+            tracing::info!(node = self.node_id(), moved, left = mine, share, "transferred leases to balance");
         }
     }
 
@@ -629,7 +677,7 @@ impl Node {
             AdminRequest::NodeInfo => {
                 AdminResponse::Info { cluster_id: self.cluster_id(), node_id: self.node_id(), nodes: self.router.nodes() }
             }
-            AdminRequest::Ping => AdminResponse::Pong { leases: self.leaseholder_count() as u64 },
+            AdminRequest::Ping => AdminResponse::Pong { leases: self.leaseholder_count() as u64, draining: self.is_draining() },
             AdminRequest::CreateRange { desc, replica_id, members } => match self.store.create_range(desc, replica_id, &members).await {
                 Ok(_) => AdminResponse::Ok,
                 Err(e) => err(e),
