@@ -162,11 +162,12 @@ impl MetaUpkeep {
     /// Checks the meta record of each range this node leads whose descriptor changed since.
     pub async fn run(&self, node: &Arc<Node>, led: &[Arc<meridian_range::Replica>]) {
         for r in led {
-            let Some(desc) = r.fsm().live_descriptor() else { continue };
-            let seen = self.checked.lock().unwrap_or_else(|e| e.into_inner()).get(&desc.range_id).copied();
-            if seen == Some(desc.generation) {
+            let Some((generation, _)) = r.fsm().live_generation() else { continue };
+            let seen = self.checked.lock().unwrap_or_else(|e| e.into_inner()).get(&r.group().range_id()).copied();
+            if seen == Some(generation) {
                 continue;
             }
+            let Some(desc) = r.fsm().live_descriptor() else { continue };
             let deadline = Instant::now() + Duration::from_secs(5);
             match ensure_meta(node, &desc, deadline).await {
                 Ok(_) => {
@@ -222,39 +223,39 @@ impl SplitQueue {
 
     pub async fn run(&self, node: &Arc<Node>, led: &[Arc<meridian_range::Replica>]) {
         for r in led {
-            let Some(desc) = r.fsm().live_descriptor() else { continue };
-            let Some(table) = desc.table_id else { continue };
+            let Some((_, Some(table))) = r.fsm().live_generation() else { continue };
+            let range_id = r.group().range_id();
             if node.cfg.split_qps > 0
                 && self.hot(r, node.cfg.split_qps)
                 && let Some(key) = r.load_split_key()
             {
-                tracing::info!(node = node.node_id(), range = desc.range_id, qps_over = node.cfg.split_qps, "splitting a range by load");
+                tracing::info!(node = node.node_id(), range = range_id, qps_over = node.cfg.split_qps, "splitting a range by load");
                 match split_at(node, &key, Instant::now() + Duration::from_secs(10)).await {
                     Ok(()) => {
-                        self.load.lock().unwrap_or_else(|e| e.into_inner()).remove(&desc.range_id);
+                        self.load.lock().unwrap_or_else(|e| e.into_inner()).remove(&range_id);
                         continue;
                     }
-                    Err(e) => tracing::info!(range = desc.range_id, error = %e, "load split failed; retrying later"),
+                    Err(e) => tracing::info!(range = range_id, error = %e, "load split failed; retrying later"),
                 }
             }
             let max = self.zone(node, table).await.range_max_bytes();
             let written = r.written_bytes();
-            let last = self.measured.lock().unwrap_or_else(|e| e.into_inner()).get(&desc.range_id).copied();
+            let last = self.measured.lock().unwrap_or_else(|e| e.into_inner()).get(&range_id).copied();
             if last.is_some_and(|l| written.saturating_sub(l) < (max / 8).max(16 << 10)) {
                 continue;
             }
-            self.measured.lock().unwrap_or_else(|e| e.into_inner()).insert(desc.range_id, written);
+            self.measured.lock().unwrap_or_else(|e| e.into_inner()).insert(range_id, written);
             let Ok((size, Some(middle))) = r.size_and_middle().await else { continue };
             if size <= max {
                 continue;
             }
-            tracing::info!(node = node.node_id(), range = desc.range_id, size, max, "splitting a range over range_max_bytes");
+            tracing::info!(node = node.node_id(), range = range_id, size, max, "splitting a range over range_max_bytes");
             if let Err(e) = split_at(node, &middle, Instant::now() + Duration::from_secs(10)).await {
-                tracing::info!(range = desc.range_id, error = %e, "size split failed; retrying later");
+                tracing::info!(range = range_id, error = %e, "size split failed; retrying later");
             }
             // Measure again next time: after a split each half may still be too big (a range
             // that grew by more than twice the limit at once), after a failure it still is.
-            self.measured.lock().unwrap_or_else(|e| e.into_inner()).remove(&desc.range_id);
+            self.measured.lock().unwrap_or_else(|e| e.into_inner()).remove(&range_id);
         }
     }
 }

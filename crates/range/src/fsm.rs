@@ -202,6 +202,13 @@ impl RangeFsm {
         if st.dropped { None } else { st.desc.clone() }
     }
 
+    /// The generation and table of a range that serves requests, without copying its
+    /// descriptor (the background queues look at every led range every second).
+    pub fn live_generation(&self) -> Option<(u64, Option<u64>)> {
+        let st = self.state.read().unwrap_or_else(|e| e.into_inner());
+        st.desc.as_ref().filter(|_| !st.dropped).map(|d| (d.generation, d.table_id))
+    }
+
     /// The record of transaction `id` (`Pending`, expired, when there is none).
     pub fn txn_record(&self, id: u128) -> TxnRecord {
         let st = self.state.read().unwrap_or_else(|e| e.into_inner());
