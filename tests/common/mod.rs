@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod ranges;
+
 use serde_json::{Value, json};
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -25,8 +27,11 @@ pub struct Cluster {
     pub client: reqwest::Client,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// `n` distinct free ports: all held at once while chosen, so no two are the same (one at a
+/// time, the kernel may hand the same port out twice).
+fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    held.iter().map(|l| l.local_addr().unwrap().port()).collect()
 }
 
 pub fn bin() -> &'static str {
@@ -38,10 +43,11 @@ impl Cluster {
     /// ready to serve SQL.
     pub async fn start(n: usize, extra_args: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
+        let ports = free_ports(2 * n);
         let nodes = (1..=n)
             .map(|i| NodeProc {
-                listen: format!("127.0.0.1:{}", free_port()),
-                http: format!("127.0.0.1:{}", free_port()),
+                listen: format!("127.0.0.1:{}", ports[2 * i - 2]),
+                http: format!("127.0.0.1:{}", ports[2 * i - 1]),
                 store: dir.path().join(format!("n{i}")),
                 log: dir.path().join(format!("n{i}.log")),
                 child: std::sync::Mutex::new(None),
@@ -56,7 +62,35 @@ impl Cluster {
         for i in 0..n {
             c.wait_ready(i, Duration::from_secs(60)).await;
         }
+        c.wait_system_range_replicated().await;
         c
+    }
+
+    /// Waits until the system range has a voter on `min(3, n)` nodes: until then the loss of
+    /// one node may cost it its quorum, which tests that kill nodes must not run into (the
+    /// replicate queue adds one replica a second after the nodes join).
+    pub async fn wait_system_range_replicated(&self) {
+        let want = self.nodes.len().min(3);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let mut voters = 0;
+            for i in 0..self.nodes.len() {
+                let st = self.status(i).await;
+                let seen = st["ranges"]
+                    .as_array()
+                    .and_then(|rs| rs.iter().find(|r| r["range_id"] == 1 && r["is_leaseholder"] == true))
+                    .map_or(0, |r| r["replicas"].as_array().map_or(0, |v| v.iter().filter(|m| m["type"] == "VOTER").count()));
+                voters = voters.max(seen);
+            }
+            if voters >= want {
+                return;
+            }
+            if Instant::now() > deadline {
+                self.dump_logs();
+                panic!("the system range has {voters} voters, want {want}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     pub fn join_list(&self) -> String {

@@ -34,6 +34,7 @@ pub async fn run(nodes: usize, http_port: u16) -> Result<(), String> {
             // Every node stops at once: there is no one to hand leases to.
             drain_timeout: Duration::ZERO,
             split_qps: 0,
+            merge_delay: Duration::from_secs(60),
             exec: meridian_sql::ExecOptions::default(),
         };
         let mut rx = stop_tx.subscribe();

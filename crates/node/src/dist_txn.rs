@@ -227,6 +227,7 @@ pub async fn push(node: &Arc<Node>, deadline: Instant, key: &[u8], holder: &TxnM
         other => return Err(KvError::Internal(format!("unexpected record answer {other:?}"))),
     };
     let now = now_ms();
+    tracing::trace!(holder = %format!("{:032x}", holder.id), record = ?record, now, "pushing a transaction");
     let status = match record.status {
         TxnStatus::Pending if now > holder.expires_ms.max(record.expires_ms) => {
             let req = KvRequest::EndTxn { range_id: anchor.range_id, txn_id: holder.id, commit: None, now_ms: now };

@@ -45,8 +45,12 @@ pub async fn drain(node: &Arc<Node>, timeout: Duration) -> usize {
         let mut this_round = 0;
         for r in &led {
             let st = r.group().status();
-            let target =
-                st.members.iter().filter(|m| m.voter).filter_map(|m| counts.get(&m.node_id).map(|c| (*c, m.node_id, m.replica_id))).min();
+            let target = st
+                .members
+                .iter()
+                .filter(|m| m.voter && r.group().caught_up(m.replica_id))
+                .filter_map(|m| counts.get(&m.node_id).map(|c| (*c, m.node_id, m.replica_id)))
+                .min();
             if let Some((_, target, replica)) = target {
                 tracing::debug!(node = node.node_id(), range = st.range_id, target, "draining a lease");
                 if r.group().transfer_leader(replica).await.is_ok() {

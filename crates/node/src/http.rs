@@ -212,6 +212,9 @@ async fn run_transaction(
             Ok(results) => txn.commit().await.map(|ts| (results, ts)),
             Err(e) => Err(e),
         };
+        if let Err(e) = &res {
+            tracing::debug!(node = node.node_id(), attempt, error = %e, "request attempt failed");
+        }
         match res {
             Ok(r) => return Ok(r),
             // A range this gateway's catalog pointed at is gone (table dropped and maybe

@@ -22,6 +22,7 @@ mod demo;
 mod dist_txn;
 mod drain;
 mod http;
+mod merge;
 mod node;
 mod range_ops;
 mod records;
@@ -128,6 +129,10 @@ pub struct StartArgs {
     /// default: never; CockroachDB uses 2500 on machines with cores to spare).
     #[arg(long, default_value_t = 0)]
     split_qps: u64,
+    /// A range smaller than its `range_min_bytes` whose span and load stayed unchanged and cold
+    /// for this long merges with the range on its right (0s: never merge).
+    #[arg(long, default_value = "60s")]
+    merge_delay: String,
 }
 
 pub fn parse_locality(s: &str) -> Result<Vec<(String, String)>, String> {
@@ -164,6 +169,7 @@ impl StartArgs {
             drain_timeout: http::parse_duration(&self.drain_timeout)
                 .ok_or_else(|| format!("invalid --drain-timeout {:?}", self.drain_timeout))?,
             split_qps: self.split_qps,
+            merge_delay: http::parse_duration(&self.merge_delay).ok_or_else(|| format!("invalid --merge-delay {:?}", self.merge_delay))?,
             exec: meridian_sql::ExecOptions { max_result_rows: self.max_result_rows, max_result_bytes: self.max_result_bytes },
         })
     }

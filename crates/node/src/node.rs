@@ -61,6 +61,9 @@ pub struct NodeConfig {
     /// A range serving more requests a second than this (as measured by its leaseholder, for
     /// two seconds running) splits where its load divides; 0 turns load splits off.
     pub split_qps: u64,
+    /// How long a small range must stay unchanged and cold before it merges with its right
+    /// neighbour (`merge`); zero turns merges off.
+    pub merge_delay: Duration,
     /// Bounds on what one statement may return or buffer.
     pub exec: meridian_sql::ExecOptions,
 }
@@ -99,6 +102,7 @@ pub struct Node {
     peer_leases: std::sync::Mutex<std::collections::HashMap<NodeId, (u64, Instant)>>,
     /// Splits the ranges this node leads once they outgrow their zone's `range_max_bytes`.
     split_queue: crate::split::SplitQueue,
+    merge_queue: crate::merge::MergeQueue,
     /// How many ranges this node led at its last background tick (answers to pings).
     leases_held: std::sync::atomic::AtomicU64,
     /// The cluster (live nodes, dead nodes) at the replicate queue's last full pass, and when.
@@ -150,6 +154,7 @@ impl Node {
             peer_leases: Default::default(),
             draining: AtomicBool::new(false),
             split_queue: Default::default(),
+            merge_queue: Default::default(),
             leases_held: Default::default(),
             replicate_pass: Default::default(),
         });
@@ -350,6 +355,7 @@ impl Node {
             replicas: vec![ReplicaDescriptor { replica_id: 1, node_id: 1, kind: ReplicaKind::Voter }],
             generation: 1,
             table_id: None,
+            sticky: true,
         };
         self.store.create_range(desc.clone(), 1, &[(1, 1)]).await.map_err(|e| e.to_string())?;
         let me_arc = self.self_arc().ok_or("node stopping")?;
@@ -450,6 +456,7 @@ impl Node {
             if let Some(me) = self.self_arc() {
                 self.meta_upkeep.run(&me, &led).await;
                 self.split_queue.run(&me, &led).await;
+                self.merge_queue.run(&me, &led, &self.split_queue).await;
             }
         }
     }
@@ -556,7 +563,7 @@ impl Node {
                 break;
             }
             let st = r.group().status();
-            if let Some(m) = st.members.iter().find(|m| m.node_id == least.0 && m.voter) {
+            if let Some(m) = st.members.iter().find(|m| m.node_id == least.0 && m.voter && r.group().caught_up(m.replica_id)) {
                 tracing::debug!(
                     node = self.node_id(),
                     range = st.range_id,
@@ -591,7 +598,12 @@ impl Node {
             }
             full
         };
-        for r in led.iter().filter(|r| full || !r.group().is_quiesced()) {
+        // A range changed in this pass may need another change (one replica is added a tick),
+        // even once quiesced: the next pass is then a full one.
+        let mut changed = false;
+        // A range frozen for a merge keeps its replicas until the merge is settled
+        // (meridian_range::merge).
+        for r in led.iter().filter(|r| (full || !r.group().is_quiesced()) && r.fsm().frozen().is_none()) {
             let st = r.group().status();
             let desired = meridian_placement::desired_voters(live.len());
             let kept_voters = st.members.iter().filter(|m| m.voter && !self.is_dead(m.node_id)).count();
@@ -607,6 +619,7 @@ impl Node {
                     );
                     match tokio::time::timeout(Duration::from_secs(10), r.group().remove_member(m.replica_id)).await {
                         Ok(Ok(())) => {
+                            changed = true;
                             let _ = self.publish_replicas(r).await;
                         }
                         other => {
@@ -635,6 +648,7 @@ impl Node {
             tracing::info!(node = self.node_id(), range = st.range_id, replica = replica_id, target, "adding replica");
             match tokio::time::timeout(Duration::from_secs(30), r.group().add_voter(replica_id, target)).await {
                 Ok(Ok(())) => {
+                    changed = true;
                     if let Err(e) = self.publish_replicas(r).await {
                         tracing::warn!(range = st.range_id, error = %e, "could not publish new replica set");
                     }
@@ -644,6 +658,9 @@ impl Node {
                 }
                 Err(_) => tracing::warn!(range = st.range_id, "adding replica timed out"),
             }
+        }
+        if changed {
+            *self.replicate_pass.lock().unwrap_or_else(|e| e.into_inner()) = None;
         }
     }
 

@@ -28,7 +28,7 @@ pub async fn ranges(node: &Arc<Node>, deadline: Instant, start: &[u8], end: &[u8
         let desc = node.router.lookup(&cursor, deadline).await?;
         let req = KvRequest::RangeStats { range_id: desc.range_id };
         let (leaseholder, desc, bytes) = match node.router.send_and_say_who(&desc, req, deadline).await {
-            Ok((n, KvResponse::RangeStats { desc, bytes })) => (n, desc, bytes),
+            Ok((n, KvResponse::RangeStats { desc, bytes, .. })) => (n, desc, bytes),
             Ok((_, other)) => return Err(SqlError::Kv(KvError::Internal(format!("unexpected stats answer {other:?}")))),
             // The range moved or changed: look it up again.
             Err(KvError::KeyOutOfRange { .. } | KvError::RangeNotFound { .. }) if Instant::now() < deadline => continue,

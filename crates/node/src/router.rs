@@ -46,7 +46,7 @@ pub struct Router {
 
 pub fn system_descriptor() -> RangeDescriptor {
     let (s, e) = keys::system_span();
-    RangeDescriptor { range_id: SYSTEM_RANGE_ID, start_key: s, end_key: e, replicas: vec![], generation: 0, table_id: None }
+    RangeDescriptor { range_id: SYSTEM_RANGE_ID, start_key: s, end_key: e, replicas: vec![], generation: 0, table_id: None, sticky: false }
 }
 
 impl Router {
@@ -251,6 +251,7 @@ impl Router {
                 }
             }
             if not_found > 0 && not_found >= tried.len() {
+                tracing::debug!(range = desc.range_id, ?tried, "no node has a replica of the range");
                 self.evict(desc);
                 return Err(KvError::RangeNotFound { range_id: desc.range_id });
             }

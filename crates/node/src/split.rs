@@ -41,9 +41,9 @@ use tokio::time::Instant;
 const SPLIT_REPLICA_IDS: u64 = 7;
 
 /// Splits the range holding `key` so that a range starts exactly at `key` (nothing to do if one
-/// already does). Retries while the range is busy with unfinished transactions or moving, until
+/// already does); `sticky` (a `SPLIT AT`) keeps the merge queue from merging it back. Retries while the range is busy with unfinished transactions or moving, until
 /// `deadline`.
-pub async fn split_at(node: &Arc<Node>, key: &[u8], deadline: Instant) -> Result<(), SqlError> {
+pub async fn split_at(node: &Arc<Node>, key: &[u8], sticky: bool, deadline: Instant) -> Result<(), SqlError> {
     let mut pause = Duration::from_millis(20);
     loop {
         let desc = node.router.lookup(key, deadline).await?;
@@ -73,6 +73,7 @@ pub async fn split_at(node: &Arc<Node>, key: &[u8], deadline: Instant) -> Result
             split_key: key.to_vec(),
             new_range_id,
             replica_ids: (first..first + SPLIT_REPLICA_IDS).collect(),
+            sticky,
         };
         let res = node.router.send(&desc, req, deadline).await;
         match res {
@@ -112,6 +113,30 @@ pub async fn split_at(node: &Arc<Node>, key: &[u8], deadline: Instant) -> Result
     }
 }
 
+/// Makes the boundary at `key` an ordinary one (`UNSPLIT AT`): the merge queue may then merge
+/// the range starting there into the one before it. An error (22023) if no range starts there.
+pub async fn unsplit_at(node: &Arc<Node>, key: &[u8], deadline: Instant) -> Result<(), SqlError> {
+    loop {
+        let desc = node.router.lookup(key, deadline).await?;
+        if desc.start_key != key {
+            return Err(SqlError::user("22023", "UNSPLIT AT: no range starts at this key"));
+        }
+        match node.router.send(&desc, KvRequest::Unsplit { range_id: desc.range_id, start_key: key.to_vec() }, deadline).await {
+            Ok(KvResponse::Unsplit { desc }) => {
+                ensure_meta(node, &desc, deadline).await?;
+                node.router.evict_span(&desc.start_key, &desc.end_key);
+                return Ok(());
+            }
+            Ok(other) => return Err(SqlError::Kv(KvError::Internal(format!("unexpected unsplit answer {other:?}")))),
+            Err(KvError::KeyOutOfRange { .. } | KvError::RangeNotFound { .. }) if Instant::now() < deadline => {
+                node.router.evict_span(&desc.start_key, &desc.end_key);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// A failure of a system-range transaction that a retry may not meet.
 fn transient(e: &SqlError) -> bool {
     matches!(
@@ -121,8 +146,9 @@ fn transient(e: &SqlError) -> bool {
 }
 
 /// Makes the meta record at `desc.end_key` hold `desc`, unless it holds a newer descriptor or
-/// the range's table was dropped. Returns whether the record now holds `desc`'s generation or
-/// a newer one.
+/// the range's table was dropped, and deletes the records of older ranges that ended inside
+/// `desc`'s span (ranges it absorbed by merges). Returns whether the record now holds `desc`'s
+/// generation or a newer one.
 pub async fn ensure_meta(node: &Arc<Node>, desc: &RangeDescriptor, deadline: Instant) -> Result<bool, SqlError> {
     if desc.range_id == SYSTEM_RANGE_ID {
         return Ok(true);
@@ -139,8 +165,23 @@ pub async fn ensure_meta(node: &Arc<Node>, desc: &RangeDescriptor, deadline: Ins
             Some(b) => Some(RangeDescriptor::decode_record(&b)?),
             None => None,
         };
+        // A record holding `desc` was written with the deletions below, in one transaction.
         if stored.as_ref().is_some_and(|s| s.generation > desc.generation || s == desc) {
             return Ok(true);
+        }
+        // Records ending strictly inside the span: ranges merged into this one, unless one is
+        // newer (then `desc` is stale: it split again since).
+        let mut inner_start = keys::meta_key(&desc.start_key);
+        inner_start.push(0);
+        let mut absorbed = Vec::new();
+        for (k, v) in t.scan(&inner_start, &key, 0).await? {
+            if RangeDescriptor::decode_record(&v)?.generation > desc.generation {
+                return Ok(true);
+            }
+            absorbed.push(k);
+        }
+        for k in absorbed {
+            t.delete(k);
         }
         t.put(key.clone(), desc.encode_record());
         match t.commit().await {
@@ -193,7 +234,8 @@ pub struct SplitQueue {
 }
 
 impl SplitQueue {
-    async fn zone(&self, node: &Arc<Node>, table: u64) -> ZoneConfig {
+    /// The zone configuration of `table` (cached for 10 s).
+    pub async fn zone(&self, node: &Arc<Node>, table: u64) -> ZoneConfig {
         if let Some((at, z)) = self.zones.lock().unwrap_or_else(|e| e.into_inner()).get(&table)
             && at.elapsed() < Duration::from_secs(10)
         {
@@ -225,12 +267,15 @@ impl SplitQueue {
         for r in led {
             let Some((_, Some(table))) = r.fsm().live_generation() else { continue };
             let range_id = r.group().range_id();
+            if r.fsm().frozen().is_some() {
+                continue; // being merged (crate::merge)
+            }
             if node.cfg.split_qps > 0
                 && self.hot(r, node.cfg.split_qps)
                 && let Some(key) = r.load_split_key()
             {
                 tracing::info!(node = node.node_id(), range = range_id, qps_over = node.cfg.split_qps, "splitting a range by load");
-                match split_at(node, &key, Instant::now() + Duration::from_secs(10)).await {
+                match split_at(node, &key, false, Instant::now() + Duration::from_secs(10)).await {
                     Ok(()) => {
                         self.load.lock().unwrap_or_else(|e| e.into_inner()).remove(&range_id);
                         continue;
@@ -250,7 +295,7 @@ impl SplitQueue {
                 continue;
             }
             tracing::info!(node = node.node_id(), range = range_id, size, max, "splitting a range over range_max_bytes");
-            if let Err(e) = split_at(node, &middle, Instant::now() + Duration::from_secs(10)).await {
+            if let Err(e) = split_at(node, &middle, false, Instant::now() + Duration::from_secs(10)).await {
                 tracing::info!(range = range_id, error = %e, "size split failed; retrying later");
             }
             // Measure again next time: after a split each half may still be too big (a range

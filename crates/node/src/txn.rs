@@ -370,6 +370,8 @@ impl TxnClient for Txn {
             replicas: replicas.clone(),
             generation: 1,
             table_id: Some(desc.id),
+            // A table's first range starts at the table's boundary, which never goes away.
+            sticky: true,
         };
         let members: Vec<_> = replicas.iter().map(|r| (r.replica_id, r.node_id)).collect();
         // Create the range first, then publish the descriptor: a table is never visible
@@ -749,7 +751,11 @@ impl TxnClient for Txn {
     }
 
     async fn split_at(&mut self, key: &[u8]) -> Result<(), SqlError> {
-        crate::split::split_at(&self.node, key, self.deadline).await
+        crate::split::split_at(&self.node, key, true, self.deadline).await
+    }
+
+    async fn unsplit_at(&mut self, key: &[u8]) -> Result<(), SqlError> {
+        crate::split::unsplit_at(&self.node, key, self.deadline).await
     }
 
     async fn ranges(&mut self, start: &[u8], end: &[u8]) -> Result<Vec<meridian_sql::RangeInfo>, SqlError> {

@@ -72,8 +72,14 @@ impl Group {
 
     /// Replicates `cmd` and returns what applying it produced. Waits until it is applied here.
     /// Callers bound the wait: without a quorum this does not return.
+    /// A quiesced leader's lease has lapsed (no heartbeats): it renews it with one quorum round
+    /// (read index) before proposing, rather than refusing the proposal.
     pub async fn propose(&self, cmd: Vec<u8>) -> Result<Vec<u8>, ProposeError> {
-        self.touch();
+        if self.touch() && self.raft.is_leader() {
+            // On failure (or no quorum within a second) the write below reports why.
+            let renew = self.raft.ensure_linearizable(ReadPolicy::ReadIndex);
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), renew).await;
+        }
         match self.raft.client_write(Command(cmd)).await {
             Ok(resp) => Ok(resp.data.0),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(ProposeError::NotLeader { leader: leader_node_of(&f) }),
@@ -156,7 +162,17 @@ impl Group {
         Ok(())
     }
 
-    /// Asks the leader to hand leadership to `replica_id`.
+    /// Whether this leader's log is all replicated to `replica_id`. Hand leadership only to
+    /// such a replica: openraft's leader stops proposing and heartbeating as soon as it starts a
+    /// transfer, and a target whose log is behind ignores it, so the range has no leader until
+    /// elections sort it out (seconds).
+    pub fn caught_up(&self, replica_id: ReplicaId) -> bool {
+        let m = self.raft.metrics().borrow_watched().clone();
+        let matched = m.replication.as_ref().and_then(|r| r.get(&replica_id).cloned().flatten()).map(|l| l.index);
+        m.last_log_index.is_some() && matched == m.last_log_index
+    }
+
+    /// Asks the leader to hand leadership to `replica_id` (see [`Group::caught_up`]).
     pub async fn transfer_leader(&self, replica_id: ReplicaId) -> Result<(), ProposeError> {
         self.touch();
         self.raft.trigger().transfer_leader(replica_id).await.map_err(|e| ProposeError::Fatal(e.to_string()))

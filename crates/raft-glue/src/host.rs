@@ -10,7 +10,9 @@
 //!
 //! Invariant: the spans of the initialized replicas on a node never overlap. A snapshot whose
 //! span overlaps another replica here (a range split from one whose split this node has not
-//! applied yet) is refused, and the leader retries later. Snapshots are checked and installed
+//! applied yet) is refused, and the leader retries later, unless every replica it overlaps is
+//! frozen to merge into the snapshot's range: the snapshot proves the merge happened, and they
+//! are destroyed first (keeping nothing: the snapshot brings the whole span). Snapshots are checked and installed
 //! one at a time per node, so two cannot pass the check together.
 
 use crate::group::Group;
@@ -274,12 +276,22 @@ impl RaftHost {
 
     /// Stops and deletes this node's replica of `range`, leaving a tombstone.
     pub async fn destroy(&self, range: RangeId) -> std::io::Result<()> {
+        self.destroy_replica(range, false).await
+    }
+
+    /// Stops and deletes this node's replica of `range`, which merged into the range on its
+    /// left: its data stays, the left range holds it now. Leaves a tombstone.
+    pub async fn destroy_merged(&self, range: RangeId) -> std::io::Result<()> {
+        self.destroy_replica(range, true).await
+    }
+
+    async fn destroy_replica(&self, range: RangeId, keep_data: bool) -> std::io::Result<()> {
         let g = self.groups.write().unwrap_or_else(|e| e.into_inner()).remove(&range);
         let mut b = Batch::new();
         if let Some(g) = &g {
             g.shutdown().await;
             g.log.clear(&mut b)?;
-            if let Some((s, e)) = g.fsm.span() {
+            if let Some((s, e)) = g.fsm.span().filter(|_| !keep_data) {
                 let (lo, hi) = mvcc::data_bounds(&s, &e);
                 b.delete_span(&self.engine, Cf::Data, &lo, &hi).map_err(std::io::Error::other)?;
             }
@@ -293,26 +305,31 @@ impl RaftHost {
         Ok(())
     }
 
-    /// Another replica here, started or claimed by a split, whose span overlaps `[start, end)`.
-    fn overlapping(&self, range: RangeId, start: &[u8], end: &[u8]) -> Option<RangeId> {
+    /// The replicas here that a snapshot of `range` over `[start, end)` overlaps, if all of them
+    /// are frozen to merge into `range`: the snapshot proves that merge happened (only a merge
+    /// gives `range` their span), so they are replaced. `Err` names another replica in the way.
+    fn merged_away(&self, range: RangeId, start: &[u8], end: &[u8]) -> Result<Vec<RangeId>, RangeId> {
         let overlaps = |s: &[u8], e: &[u8]| s < end && start < e;
+        let mut found = Vec::new();
         // The claims are read after the spans, with the registry still locked: a split claims
         // its new range's span before the old range gives it up (so one or the other is seen),
         // and a claim ends only after its group is registered, which waits for this lock. Lock
         // order: registry, then a replica's state (span), and the claims alone, never while a
         // replica's state is locked here (a split's apply takes the claims under it).
         let groups = self.groups.read().unwrap_or_else(|e| e.into_inner());
-        let started = groups.iter().filter(|(id, _)| **id != range).find_map(|(id, g)| {
-            let (s, e) = g.fsm.span()?;
-            overlaps(&s, &e).then_some(*id)
-        });
-        let claimed = || {
-            let claims = self.claims.0.lock().unwrap_or_else(|e| e.into_inner());
-            claims.iter().find_map(|(id, (s, e))| (*id != range && overlaps(s, e)).then_some(*id))
-        };
-        let found = started.or_else(claimed);
-        drop(groups);
-        found
+        for (id, g) in groups.iter().filter(|(id, _)| **id != range) {
+            if g.fsm.span().is_some_and(|(s, e)| overlaps(&s, &e)) {
+                if g.fsm.frozen_for() != Some(range) {
+                    return Err(*id);
+                }
+                found.push(*id);
+            }
+        }
+        let claims = self.claims.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(other) = claims.iter().find_map(|(id, (s, e))| (*id != range && overlaps(s, e)).then_some(*id)) {
+            return Err(other);
+        }
+        Ok(found)
     }
 
     /// Whether a split applied here is about to start this node's replica of `range`.
@@ -384,10 +401,26 @@ impl RaftHost {
             RaftMsg::PreVote { req, .. } => group.raft.pre_vote(req).await.map(RaftReply::Vote).unwrap_or_else(|e| err(&e)),
             RaftMsg::Snapshot { vote, meta, data, .. } => {
                 let _one_at_a_time = self.snapshot_lock.lock().await;
-                if let Some(other) = crate::state_machine::snapshot_span(&data).and_then(|(s, e)| self.overlapping(range, &s, &e)) {
+                let span = crate::state_machine::snapshot_span(&data);
+                match span.map(|(s, e)| self.merged_away(range, &s, &e)).unwrap_or(Ok(vec![])) {
                     // Another replica here still holds part of the span: a split this node has
                     // not applied yet (crate::initial). The leader retries later.
-                    return RaftReply::Error(format!("snapshot of r{range} overlaps r{other} on this node; retry after it splits"));
+                    Err(other) => {
+                        return RaftReply::Error(format!("snapshot of r{range} overlaps r{other} on this node; retry after it splits"));
+                    }
+                    Ok(merged) => {
+                        for gone in merged {
+                            tracing::info!(
+                                node = self.node_id(),
+                                range,
+                                merged = gone,
+                                "a snapshot replaces a replica merged into its range"
+                            );
+                            if let Err(e) = self.destroy_merged(gone).await {
+                                return err(&e);
+                            }
+                        }
+                    }
                 }
                 let snap = openraft::alias::SnapshotOf::<crate::types::TypeConfig, Vec<u8>> { meta, snapshot: data };
                 group.raft.install_full_snapshot(vote, snap).await.map(RaftReply::Snapshot).unwrap_or_else(|e| err(&e))

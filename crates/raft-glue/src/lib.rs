@@ -21,7 +21,7 @@
 //! - [`quiesce`]: idle groups stop ticking and wake on activity, messages or node liveness.
 //!
 //! Not handled yet: chunked snapshot streaming (a snapshot travels as one
-//! frame), merges, replica garbage collection after removal.
+//! frame), replica garbage collection after removal.
 
 pub mod group;
 pub mod host;

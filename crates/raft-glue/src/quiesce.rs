@@ -66,22 +66,25 @@ pub(crate) struct Quiet {
 
 impl Group {
     /// Notes activity (a proposal, a read, a membership change) and wakes the group.
-    pub(crate) fn touch(&self) {
+    /// Notes activity; returns whether it woke the group.
+    pub(crate) fn touch(&self) -> bool {
         // SeqCst pairs with `quiesce`: either it sees this activity and gives up, or this sees
         // its flag and wakes the group once it is done.
         self.quiet.activity.fetch_add(1, Ordering::SeqCst);
-        self.wake();
+        self.wake()
     }
 
-    /// Starts the group ticking again if it was quiesced.
-    pub fn wake(&self) {
+    /// Starts the group ticking again if it was quiesced; returns whether it was.
+    pub fn wake(&self) -> bool {
         if !self.quiet.quiesced.load(Ordering::SeqCst) {
-            return;
+            return false;
         }
         let _s = self.quiet.switch.lock().unwrap_or_else(|e| e.into_inner());
-        if self.quiet.quiesced.swap(false, Ordering::SeqCst) {
+        let woke = self.quiet.quiesced.swap(false, Ordering::SeqCst);
+        if woke {
             self.raft.runtime_config().tick(true);
         }
+        woke
     }
 
     /// Stops the group ticking, unless (`expect`) activity was noted since the leader's look.

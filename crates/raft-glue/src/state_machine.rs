@@ -37,6 +37,11 @@ pub trait Fsm: Send + Sync + 'static {
     fn span(&self) -> Option<(Vec<u8>, Vec<u8>)>;
     /// Reloads in-memory state after a snapshot replaced the stored state.
     fn reload(&self, engine: &Engine);
+    /// The range this one is frozen to merge into, if any: a snapshot of that range covering
+    /// this one's span proves the merge happened, and replaces this replica.
+    fn frozen_for(&self) -> Option<RangeId> {
+        None
+    }
 }
 
 /// The span a snapshot's data covers (decoded from the front of the payload only).

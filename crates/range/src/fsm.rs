@@ -53,6 +53,14 @@ pub enum RangeCommand {
     /// Raise the schema fence to `ts` (the leaseholder's proposal timestamp: above every read
     /// it served).
     Fence { ts: Timestamp },
+    /// Freeze for a merge into the range on the left (`crate::merge`).
+    Subsume(crate::merge::Frozen),
+    /// Absorb the frozen range on the right, if this range is still at `lhs_generation`.
+    Merge { lhs_generation: u64, rhs: Box<meridian_types::kv::Subsumed> },
+    /// Settle a merge of `lhs` at `lhs_generation` with the range starting at `rhs_start`.
+    ResolveMerge { lhs: RangeId, lhs_generation: u64, rhs_start: Vec<u8> },
+    /// Thaw after the merge into `lhs` at `lhs_generation` was abandoned.
+    Unfreeze { lhs: RangeId, lhs_generation: u64 },
 }
 
 /// A one-range transaction's writes, with what it read and when.
@@ -84,6 +92,12 @@ pub enum ApplyResult {
     Split(Box<(RangeDescriptor, RangeDescriptor)>),
     /// Refused for now; the proposer may retry later.
     Busy(String),
+    /// Frozen for a merge at this log index.
+    Frozen(u64),
+    /// The merged range's descriptor.
+    Merged(Box<RangeDescriptor>),
+    /// Whether a merge being settled happened.
+    MergeOutcome(bool),
 }
 
 /// A prepared transaction's read of a span: no other transaction may write into it until the
@@ -109,6 +123,8 @@ pub struct RangeState {
     /// Schema fence: a write whose transaction read below this timestamp fails (the table's
     /// schema changed since it began; `RangeCommand::Fence`).
     pub fence_ts: Timestamp,
+    /// Frozen for a merge into the range on the left: serves nothing (`crate::merge`).
+    pub frozen: Option<crate::merge::Frozen>,
 }
 
 /// Writes of entries applied into the batch that is not written to the engine yet: validation
@@ -125,6 +141,10 @@ struct Unflushed {
 /// applied here, once the batch is written.
 pub type SplitHook = Box<dyn Fn(RangeId, meridian_types::ReplicaId, RangeId) + Send + Sync>;
 
+/// Called with (the right-hand range, its freeze index) for each merge applied here, once the
+/// batch is written: this node's replica of that range is to be stopped and its log deleted.
+pub type MergeHook = Box<dyn Fn(RangeId, u64) + Send + Sync>;
+
 pub struct RangeFsm {
     range_id: RangeId,
     hlc: Arc<Hlc>,
@@ -136,6 +156,9 @@ pub struct RangeFsm {
     /// the hook) once the batch is written.
     split_replicas: std::sync::Mutex<Vec<(RangeId, meridian_types::ReplicaId)>>,
     split_hook: std::sync::OnceLock<SplitHook>,
+    /// Right-hand ranges merged in the unwritten batch, for the merge hook.
+    merged_ranges: std::sync::Mutex<Vec<(RangeId, u64)>>,
+    merge_hook: std::sync::OnceLock<MergeHook>,
     /// Where a split applied here claims its new range's span (`meridian_raft_glue::SpanClaims`).
     span_claims: std::sync::OnceLock<Arc<meridian_raft_glue::SpanClaims>>,
 }
@@ -155,6 +178,8 @@ impl RangeFsm {
             applied: watch::channel(0).0,
             split_replicas: Default::default(),
             split_hook: Default::default(),
+            merged_ranges: Default::default(),
+            merge_hook: Default::default(),
             span_claims: Default::default(),
         });
         fsm.reload(engine);
@@ -168,6 +193,19 @@ impl RangeFsm {
     /// Sets the hook called for each split applied here ([`SplitHook`]).
     pub fn set_split_hook(&self, hook: SplitHook) {
         let _ = self.split_hook.set(hook);
+    }
+
+    /// Sets the hook called for each merge applied here ([`MergeHook`]).
+    pub fn set_merge_hook(&self, hook: MergeHook) {
+        let _ = self.merge_hook.set(hook);
+    }
+
+    pub(crate) fn note_merge(&self, gone: RangeId, frozen_index: u64) {
+        self.merged_ranges.lock().unwrap_or_else(|e| e.into_inner()).push((gone, frozen_index));
+    }
+
+    pub(crate) fn hlc_forward(&self, ts: Timestamp) {
+        self.hlc.forward(ts);
     }
 
     /// Sets where splits applied here claim their new range's span.
@@ -207,6 +245,11 @@ impl RangeFsm {
     pub fn live_generation(&self) -> Option<(u64, Option<u64>)> {
         let st = self.state.read().unwrap_or_else(|e| e.into_inner());
         st.desc.as_ref().filter(|_| !st.dropped).map(|d| (d.generation, d.table_id))
+    }
+
+    /// The merge this range is frozen for, if any (it serves nothing meanwhile: `crate::merge`).
+    pub fn frozen(&self) -> Option<crate::merge::Frozen> {
+        self.state.read().unwrap_or_else(|e| e.into_inner()).frozen.clone()
     }
 
     /// The record of transaction `id` (`Pending`, expired, when there is none).
@@ -409,59 +452,71 @@ impl Fsm for RangeFsm {
             Ok(cmd) => {
                 let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
                 let mut next = st.clone();
-                let r = match &cmd {
-                    RangeCommand::SetDescriptor(d) => match &next.desc {
-                        _ if d.range_id != self.range_id => ApplyResult::Invalid("descriptor of another range".into()),
-                        // The same descriptor again (a retried proposal): done already.
-                        Some(cur) if cur == d => ApplyResult::Ok,
-                        // Only a newer descriptor of the same span: one proposed from an older
-                        // view (before a split) must not undo the split.
-                        Some(cur) if cur.start_key != d.start_key || cur.end_key != d.end_key || d.generation <= cur.generation => {
-                            ApplyResult::Busy("the descriptor changed since this one was made".into())
-                        }
-                        _ => {
-                            next.desc = Some(d.clone());
+                // Frozen for a merge: nothing changes but the freeze itself (crate::merge).
+                let frozen = next.frozen.is_some() && !matches!(cmd, RangeCommand::Subsume(_) | RangeCommand::Unfreeze { .. });
+                let r = if frozen {
+                    ApplyResult::Busy(format!("r{} is being merged", self.range_id))
+                } else {
+                    match &cmd {
+                        RangeCommand::SetDescriptor(d) => match &next.desc {
+                            _ if d.range_id != self.range_id => ApplyResult::Invalid("descriptor of another range".into()),
+                            // The same descriptor again (a retried proposal): done already.
+                            Some(cur) if cur == d => ApplyResult::Ok,
+                            // Only a newer descriptor of the same span: one proposed from an older
+                            // view (before a split) must not undo the split.
+                            Some(cur) if cur.start_key != d.start_key || cur.end_key != d.end_key || d.generation <= cur.generation => {
+                                ApplyResult::Busy("the descriptor changed since this one was made".into())
+                            }
+                            _ => {
+                                next.desc = Some(d.clone());
+                                ApplyResult::Ok
+                            }
+                        },
+                        RangeCommand::Write(w) => self.apply_write(engine, batch, &mut next, w),
+                        RangeCommand::MarkDropped => {
+                            next.dropped = true;
                             ApplyResult::Ok
                         }
-                    },
-                    RangeCommand::Write(w) => self.apply_write(engine, batch, &mut next, w),
-                    RangeCommand::MarkDropped => {
-                        next.dropped = true;
-                        ApplyResult::Ok
-                    }
-                    RangeCommand::Prepare { txn, cmd } => self.apply_prepare(engine, batch, &mut next, txn, cmd),
-                    RangeCommand::Resolve { txn_id, status, keys, forget_record } => {
-                        let r = self.apply_resolve(engine, batch, &mut next, *txn_id, *status, keys);
-                        if *forget_record {
-                            next.txn_records.remove(txn_id);
+                        RangeCommand::Prepare { txn, cmd } => self.apply_prepare(engine, batch, &mut next, txn, cmd),
+                        RangeCommand::Resolve { txn_id, status, keys, forget_record } => {
+                            let r = self.apply_resolve(engine, batch, &mut next, *txn_id, *status, keys);
+                            if *forget_record {
+                                next.txn_records.remove(txn_id);
+                            }
+                            r
                         }
-                        r
-                    }
-                    RangeCommand::EndTxn { txn_id, commit, now_ms } => {
-                        let pending = TxnRecord { status: TxnStatus::Pending, expires_ms: 0 };
-                        let cur = next.txn_records.get(txn_id).copied().unwrap_or(pending);
-                        let alive = cur.status == TxnStatus::Pending && cur.expires_ms > *now_ms;
-                        let rec = if cur.status != TxnStatus::Pending || (commit.is_none() && alive) {
-                            cur
-                        } else {
-                            let status = commit.map_or(TxnStatus::Aborted, TxnStatus::Committed);
-                            let rec = TxnRecord { status, expires_ms: cur.expires_ms };
-                            next.txn_records.insert(*txn_id, rec);
-                            rec
-                        };
-                        ApplyResult::Txn(rec)
-                    }
-                    RangeCommand::Split(c) => self.apply_split(engine, batch, &mut next, c),
-                    RangeCommand::Fence { ts } => {
-                        next.fence_ts = next.fence_ts.max(*ts);
-                        ApplyResult::Ok
-                    }
-                    RangeCommand::Heartbeat { txn_id, expires_ms } => {
-                        let rec = next.txn_records.entry(*txn_id).or_insert(TxnRecord { status: TxnStatus::Pending, expires_ms: 0 });
-                        if rec.status == TxnStatus::Pending {
-                            rec.expires_ms = rec.expires_ms.max(*expires_ms);
+                        RangeCommand::EndTxn { txn_id, commit, now_ms } => {
+                            let pending = TxnRecord { status: TxnStatus::Pending, expires_ms: 0 };
+                            let cur = next.txn_records.get(txn_id).copied().unwrap_or(pending);
+                            let alive = cur.status == TxnStatus::Pending && cur.expires_ms > *now_ms;
+                            let rec = if cur.status != TxnStatus::Pending || (commit.is_none() && alive) {
+                                cur
+                            } else {
+                                let status = commit.map_or(TxnStatus::Aborted, TxnStatus::Committed);
+                                let rec = TxnRecord { status, expires_ms: cur.expires_ms };
+                                next.txn_records.insert(*txn_id, rec);
+                                rec
+                            };
+                            ApplyResult::Txn(rec)
                         }
-                        ApplyResult::Txn(*rec)
+                        RangeCommand::Split(c) => self.apply_split(engine, batch, &mut next, c),
+                        RangeCommand::Fence { ts } => {
+                            next.fence_ts = next.fence_ts.max(*ts);
+                            ApplyResult::Ok
+                        }
+                        RangeCommand::Heartbeat { txn_id, expires_ms } => {
+                            let rec = next.txn_records.entry(*txn_id).or_insert(TxnRecord { status: TxnStatus::Pending, expires_ms: 0 });
+                            if rec.status == TxnStatus::Pending {
+                                rec.expires_ms = rec.expires_ms.max(*expires_ms);
+                            }
+                            ApplyResult::Txn(*rec)
+                        }
+                        RangeCommand::Subsume(f) => self.apply_subsume(&mut next, index, f),
+                        RangeCommand::Merge { lhs_generation, rhs } => self.apply_merge(engine, batch, &mut next, *lhs_generation, rhs),
+                        RangeCommand::ResolveMerge { lhs, lhs_generation, rhs_start } => {
+                            Self::apply_resolve_merge(&mut next, *lhs, *lhs_generation, rhs_start)
+                        }
+                        RangeCommand::Unfreeze { lhs, lhs_generation } => Self::apply_unfreeze(&mut next, *lhs, *lhs_generation),
                     }
                 };
                 if matches!(r, ApplyResult::OutOfRange | ApplyResult::Dropped) {
@@ -469,7 +524,14 @@ impl Fsm for RangeFsm {
                 }
                 if matches!(
                     r,
-                    ApplyResult::Ok | ApplyResult::Committed(_) | ApplyResult::Prepared(_) | ApplyResult::Txn(_) | ApplyResult::Split(..)
+                    ApplyResult::Ok
+                        | ApplyResult::Committed(_)
+                        | ApplyResult::Prepared(_)
+                        | ApplyResult::Txn(_)
+                        | ApplyResult::Split(..)
+                        | ApplyResult::Frozen(_)
+                        | ApplyResult::Merged(_)
+                        | ApplyResult::MergeOutcome(_)
                 ) {
                     persist(engine, batch, self.range_id, &next);
                     *st = next;
@@ -491,11 +553,21 @@ impl Fsm for RangeFsm {
                 hook(range, replica, self.range_id);
             }
         }
+        let merges = std::mem::take(&mut *self.merged_ranges.lock().unwrap_or_else(|e| e.into_inner()));
+        if let Some(hook) = self.merge_hook.get() {
+            for (gone, frozen_index) in merges {
+                hook(gone, frozen_index);
+            }
+        }
         self.applied.send_replace(index);
     }
 
     fn span(&self) -> Option<(Vec<u8>, Vec<u8>)> {
         self.descriptor().map(|d| (d.start_key, d.end_key))
+    }
+
+    fn frozen_for(&self) -> Option<RangeId> {
+        self.state.read().unwrap_or_else(|e| e.into_inner()).frozen.as_ref().map(|f| f.lhs)
     }
 
     fn reload(&self, engine: &Engine) {
@@ -517,7 +589,15 @@ mod tests {
     use meridian_types::kv::Span;
 
     fn desc() -> RangeDescriptor {
-        RangeDescriptor { range_id: 7, start_key: b"a".to_vec(), end_key: b"m".to_vec(), replicas: vec![], generation: 1, table_id: None }
+        RangeDescriptor {
+            range_id: 7,
+            start_key: b"a".to_vec(),
+            end_key: b"m".to_vec(),
+            replicas: vec![],
+            generation: 1,
+            table_id: None,
+            sticky: false,
+        }
     }
 
     fn apply(f: &RangeFsm, e: &Engine, cmd: RangeCommand) -> ApplyResult {

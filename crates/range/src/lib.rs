@@ -1,6 +1,6 @@
 //! One replicated range: the state machine every replica applies ([`fsm`]), the leaseholder's
 //! request evaluation ([`replica`]), and the node's set of replicas answering KV requests
-//! ([`store`]), and splitting a range in two ([`split`]).
+//! ([`store`]), splitting a range in two ([`split`]) and merging two into one ([`merge`]).
 //!
 //! The path of a one-range transaction: the gateway reads at a timestamp chosen by the
 //! leaseholder ([`replica::Replica::read`]: read barrier through Raft, timestamp-cache bump, wait
@@ -15,9 +15,10 @@
 //! be elected while it holds) makes its local reads linearizable; when the lease is not known to
 //! be valid, the read barrier falls back to a quorum round (read index).
 //!
-//! Not handled yet: closed timestamps and follower reads, merges, MVCC garbage collection.
+//! Not handled yet: closed timestamps and follower reads, MVCC garbage collection.
 
 pub mod fsm;
+pub mod merge;
 pub mod replica;
 pub mod split;
 pub mod store;

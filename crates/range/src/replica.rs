@@ -55,11 +55,29 @@ pub struct Replica {
 pub struct Load {
     requests: AtomicU64,
     samples: Mutex<(usize, Vec<Vec<u8>>)>,
+    /// Start of the current rate window, requests then, and the rate of the last full window.
+    window: Mutex<Option<(std::time::Instant, u64, u64)>>,
 }
 
 impl Load {
     const SAMPLE_EVERY: u64 = 16;
     const SAMPLES: usize = 512;
+
+    /// Window over which [`Load::qps`] measures.
+    const WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+
+    /// Requests a second: the higher of the last full window's rate and the current one's.
+    fn qps(&self) -> u64 {
+        let (now, n) = (std::time::Instant::now(), self.requests.load(Ordering::Relaxed));
+        let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
+        let (start, at_start, last) = *w.get_or_insert((now, n, 0));
+        let secs = now.duration_since(start).as_secs_f64();
+        let current = if secs >= 1.0 { (n.saturating_sub(at_start) as f64 / secs) as u64 } else { 0 };
+        if secs >= Self::WINDOW.as_secs_f64() {
+            *w = Some((now, n, current));
+        }
+        last.max(current)
+    }
 
     fn record(&self, key: &[u8]) {
         let n = self.requests.fetch_add(1, Ordering::Relaxed);
@@ -121,8 +139,21 @@ impl Replica {
         &self.fsm
     }
 
-    fn range_id(&self) -> u64 {
+    pub(crate) fn range_id(&self) -> u64 {
         self.group.range_id()
+    }
+
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// A timestamp at or above every read this leaseholder served in its term; taken after the
+    /// range froze for a merge, under the lease lock that reads register under, so no read can
+    /// be served above it afterwards (`crate::merge`).
+    pub(crate) fn freeze_ts(&self) -> Timestamp {
+        let mut st = self.lease.lock().unwrap_or_else(|e| e.into_inner());
+        self.observe_term(&mut st);
+        st.max_read.max(self.hlc.now())
     }
 
     /// Raises the timestamp cache on a new term (see module docs). Called with the lock held.
@@ -136,7 +167,7 @@ impl Replica {
         }
     }
 
-    fn not_leaseholder(&self) -> KvError {
+    pub(crate) fn not_leaseholder(&self) -> KvError {
         KvError::NotLeaseholder { range_id: self.range_id(), leaseholder: self.group.status().leader_node }
     }
 
@@ -169,6 +200,11 @@ impl Replica {
         };
         {
             let mut st = self.lease.lock().unwrap_or_else(|e| e.into_inner());
+            // Checked under the lock `freeze_ts` takes: a read either counts in a merge's
+            // freeze timestamp or sees the freeze.
+            if self.fsm.frozen().is_some() {
+                return Err(KvError::Unavailable(format!("r{} is being merged", self.range_id())));
+            }
             self.observe_term(&mut st);
             st.max_read = st.max_read.max(ts);
         }
@@ -212,6 +248,11 @@ impl Replica {
     /// Bytes written through this replica so far (see the field).
     pub fn written_bytes(&self) -> u64 {
         self.written.load(Ordering::Relaxed)
+    }
+
+    /// Requests a second served lately as leaseholder (windows of 10 s).
+    pub fn qps(&self) -> u64 {
+        self.load.qps()
     }
 
     /// Requests served through this replica as leaseholder so far.
@@ -349,6 +390,7 @@ impl Replica {
         split_key: Vec<u8>,
         new_range_id: u64,
         replica_ids: &[ReplicaId],
+        sticky: bool,
     ) -> Result<(RangeDescriptor, RangeDescriptor), KvError> {
         if !self.group.is_leader() {
             return Err(self.not_leaseholder());
@@ -358,7 +400,7 @@ impl Replica {
             return Err(KvError::Internal(format!("{} replica ids for {} members", replica_ids.len(), members.len())));
         }
         let replicas = members.iter().zip(replica_ids).map(|(m, id)| (m.replica_id, (*id, m.node_id, m.voter))).collect();
-        match self.propose_cmd(&RangeCommand::Split(crate::split::SplitCmd { split_key, new_range_id, replicas })).await? {
+        match self.propose_cmd(&RangeCommand::Split(crate::split::SplitCmd { split_key, new_range_id, replicas, sticky })).await? {
             ApplyResult::Split(descs) => Ok(*descs),
             ApplyResult::Busy(why) => Err(KvError::Unavailable(format!("r{} cannot split now: {why}", self.range_id()))),
             r => Err(self.apply_error(r)),
@@ -398,19 +440,21 @@ impl Replica {
         self.propose_cmd(&cmd(key.0)).await
     }
 
-    async fn propose_cmd(&self, cmd: &RangeCommand) -> Result<ApplyResult, KvError> {
+    pub(crate) async fn propose_cmd(&self, cmd: &RangeCommand) -> Result<ApplyResult, KvError> {
         let bytes = postcard::to_stdvec(cmd).map_err(|e| KvError::Internal(e.to_string()))?;
         let out = self.group.propose(bytes).await.map_err(|e| propose_err(self.range_id(), e))?;
         postcard::from_bytes::<ApplyResult>(&out).map_err(|e| KvError::Internal(e.to_string()))
     }
 
-    fn apply_error(&self, r: ApplyResult) -> KvError {
+    pub(crate) fn apply_error(&self, r: ApplyResult) -> KvError {
         match r {
             ApplyResult::Conflict(ts) => KvError::WriteConflict(format!("a value read was written at {ts} after the transaction read it")),
             ApplyResult::KeyExists(key) => KvError::KeyExists { key },
             ApplyResult::IntentConflict(key, txn) => KvError::WriteIntent { key, txn },
             ApplyResult::OutOfRange => KvError::KeyOutOfRange { range_id: self.range_id() },
             ApplyResult::Dropped => KvError::RangeNotFound { range_id: self.range_id() },
+            // Frozen for a merge, or busy with unfinished transactions: the router retries.
+            ApplyResult::Busy(why) => KvError::Unavailable(format!("r{}: {why}", self.range_id())),
             r => KvError::Internal(format!("unexpected apply result {r:?}")),
         }
     }

@@ -19,7 +19,7 @@
 //!   replica of the new range from the split; the new range's replicate queue adds one.
 //! - The data does not move: both ranges' keys are already in this node's store.
 //!
-//! Not handled: merges; re-homing intents and read locks (see `Busy`).
+//! Not handled: re-homing intents and read locks (see `Busy`). Merges: `crate::merge`.
 
 use crate::fsm::{ApplyResult, RangeFsm, RangeState};
 use meridian_raft_glue::initial::{InitialMember, write_initial_state};
@@ -37,6 +37,9 @@ pub struct SplitCmd {
     /// For each replica of this range at proposal time (by replica id): the new range's
     /// replica beside it (replica id, node, voter).
     pub replicas: BTreeMap<ReplicaId, (ReplicaId, NodeId, bool)>,
+    /// Asked for by `SPLIT AT`: the new range is never merged back automatically
+    /// ([`RangeDescriptor::sticky`]).
+    pub sticky: bool,
 }
 
 impl RangeFsm {
@@ -67,6 +70,7 @@ impl RangeFsm {
                 .collect(),
             generation,
             table_id: desc.table_id,
+            sticky: cmd.sticky,
         };
         let left = RangeDescriptor { end_key: cmd.split_key.clone(), generation, ..desc };
         // This node's replica of the new range, if the split gives it one.
@@ -143,6 +147,7 @@ mod tests {
             replicas: vec![],
             generation: 3,
             table_id: Some(5),
+            sticky: false,
         };
         assert_eq!(apply(&f, &e, RangeCommand::SetDescriptor(desc.clone())), ApplyResult::Ok);
         assert!(matches!(apply(&f, &e, write("c")), ApplyResult::Committed(_)));
@@ -156,6 +161,7 @@ mod tests {
                 split_key: key.as_bytes().to_vec(),
                 new_range_id: 9,
                 replicas: [(71, (91, 1, true)), (72, (92, 2, true)), (73, (93, 3, false))].into(),
+                sticky: true,
             })
         };
         // Only strictly inside the span.
@@ -168,6 +174,7 @@ mod tests {
         assert_eq!((left.start_key.as_slice(), left.end_key.as_slice(), left.generation), (&b"a"[..], &b"h"[..], 4));
         assert_eq!((right.range_id, right.start_key.as_slice(), right.end_key.as_slice(), right.generation), (9, &b"h"[..], &b"m"[..], 4));
         assert_eq!(right.table_id, Some(5));
+        assert!(right.sticky && !left.sticky, "a SPLIT AT boundary is sticky; the left side keeps its own");
         assert_eq!(right.replicas.iter().map(|r| (r.replica_id, r.node_id)).collect::<Vec<_>>(), vec![(91, 1), (92, 2), (93, 3)]);
         assert_eq!(right.replicas[2].kind, ReplicaKind::NonVoter);
         assert_eq!(f.descriptor(), Some(left.clone()));
@@ -217,6 +224,7 @@ mod tests {
             replicas: vec![],
             generation: 1,
             table_id: Some(5),
+            sticky: false,
         };
         assert_eq!(apply(&f, &e, RangeCommand::SetDescriptor(desc)), ApplyResult::Ok);
         let fence = Timestamp::new(1_000, 0);
@@ -237,7 +245,7 @@ mod tests {
         let mut b = Batch::new();
         b.put(&e, Cf::RaftMeta, &range_local_key(7, range_local::REPLICA_ID), &postcard::to_stdvec(&71u64).unwrap());
         e.write(b).unwrap();
-        let split = SplitCmd { split_key: b"h".to_vec(), new_range_id: 9, replicas: [(71, (91, 1, true))].into() };
+        let split = SplitCmd { split_key: b"h".to_vec(), new_range_id: 9, replicas: [(71, (91, 1, true))].into(), sticky: false };
         assert!(matches!(apply(&f, &e, RangeCommand::Split(split)), ApplyResult::Split(_)));
         let right = RangeFsm::open(9, &e, Arc::new(Hlc::system(500_000_000)));
         assert_eq!(right.state().fence_ts, fence);

@@ -7,7 +7,7 @@ use meridian_raft_glue::{FsmFactory, RaftHost, RaftTimings, SpanClaims, Transpor
 use meridian_storage::Engine;
 use meridian_types::kv::{KvRequest, KvResponse};
 use meridian_types::{Hlc, KvError, NodeId, RangeDescriptor, RangeId, ReplicaId};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 pub struct Store {
@@ -15,7 +15,10 @@ pub struct Store {
     hlc: Arc<Hlc>,
     engine: Engine,
     fsms: Arc<RwLock<HashMap<RangeId, Arc<RangeFsm>>>>,
-    replicas: RwLock<HashMap<RangeId, Arc<Replica>>>,
+    replicas: Arc<RwLock<HashMap<RangeId, Arc<Replica>>>>,
+    /// Ranges whose replica here merged into the range on their left (since this process
+    /// started): a request for one is answered `KeyOutOfRange`, so the gateway looks again.
+    merged: Arc<RwLock<HashSet<RangeId>>>,
 }
 
 impl Store {
@@ -25,12 +28,18 @@ impl Store {
         let fhlc = hlc.clone();
         // Replicas of ranges created by splits applied here, to start (crate::split).
         let (split_tx, mut split_rx) = tokio::sync::mpsc::unbounded_channel::<(RangeId, ReplicaId, RangeId)>();
+        // Replicas of ranges merged into others by merges applied here, to stop (crate::merge).
+        let (merge_tx, mut merge_rx) = tokio::sync::mpsc::unbounded_channel::<(RangeId, u64)>();
         let factory: FsmFactory = Arc::new(move |range, engine: &Engine, claims: &Arc<SpanClaims>| {
             let fsm = RangeFsm::open(range, engine, fhlc.clone());
             fsm.set_span_claims(claims.clone());
             let tx = split_tx.clone();
             fsm.set_split_hook(Box::new(move |r, replica, from| {
                 let _ = tx.send((r, replica, from));
+            }));
+            let tx = merge_tx.clone();
+            fsm.set_merge_hook(Box::new(move |gone, index| {
+                let _ = tx.send((gone, index));
             }));
             reg.write().unwrap_or_else(|e| e.into_inner()).insert(range, fsm.clone());
             fsm
@@ -53,7 +62,35 @@ impl Store {
                 }
             }
         });
-        Arc::new(Store { host, hlc, engine, fsms, replicas: RwLock::new(HashMap::new()) })
+        let replicas: Arc<RwLock<HashMap<RangeId, Arc<Replica>>>> = Arc::default();
+        let merged: Arc<RwLock<HashSet<RangeId>>> = Arc::default();
+        // Weak handles only: the store's replicas hold the engine, which must close with it.
+        let (stopper, fsms2, replicas2, merged2) =
+            (Arc::downgrade(&host), Arc::downgrade(&fsms), Arc::downgrade(&replicas), Arc::downgrade(&merged));
+        tokio::spawn(async move {
+            while let Some((gone, frozen_index)) = merge_rx.recv().await {
+                let (Some(host), Some(fsms), Some(replicas), Some(merged)) =
+                    (stopper.upgrade(), fsms2.upgrade(), replicas2.upgrade(), merged2.upgrade())
+                else {
+                    return;
+                };
+                merged.write().unwrap_or_else(|e| e.into_inner()).insert(gone);
+                let applied = host.group(gone).and_then(|g| g.status().last_applied);
+                if applied.is_none_or(|a| a < frozen_index) {
+                    // The merge queue waits for every replica to apply the freeze first; this
+                    // means a replica changed under a merge (crate::merge, "Not handled").
+                    tracing::error!(range = gone, ?applied, frozen_index, "a merged range's replica here had not applied its freeze");
+                }
+                replicas.write().unwrap_or_else(|e| e.into_inner()).remove(&gone);
+                fsms.write().unwrap_or_else(|e| e.into_inner()).remove(&gone);
+                drop((replicas, fsms, merged));
+                match host.destroy_merged(gone).await {
+                    Ok(()) => tracing::info!(range = gone, "stopped the replica of a range merged into its left neighbour"),
+                    Err(e) => tracing::warn!(range = gone, error = %e, "could not stop the replica of a merged range"),
+                }
+            }
+        });
+        Arc::new(Store { host, hlc, engine, fsms, replicas, merged })
     }
 
     pub fn host(&self) -> &Arc<RaftHost> {
@@ -127,6 +164,10 @@ impl Store {
     pub async fn handle_kv(&self, req: KvRequest) -> KvResponse {
         let range_id = req.range_id();
         let Some(replica) = self.replica(range_id) else {
+            if self.merged.read().unwrap_or_else(|e| e.into_inner()).contains(&range_id) {
+                return KvResponse::Error(KvError::KeyOutOfRange { range_id });
+            }
+            tracing::debug!(range = range_id, group = self.host.group(range_id).is_some(), "no replica of the range here");
             return KvResponse::Error(KvError::RangeNotFound { range_id });
         };
         let res = match req {
@@ -138,10 +179,29 @@ impl Store {
             KvRequest::EndTxn { txn_id, commit, now_ms, .. } => replica.end_txn(txn_id, commit, now_ms).await.map(KvResponse::Txn),
             KvRequest::Heartbeat { txn_id, expires_ms, .. } => replica.heartbeat(txn_id, expires_ms).await.map(KvResponse::Txn),
             KvRequest::QueryTxn { txn_id, .. } => replica.query_txn(txn_id).await.map(KvResponse::Txn),
-            KvRequest::RangeStats { .. } => replica.stats().await.map(|(desc, bytes)| KvResponse::RangeStats { desc, bytes }),
+            KvRequest::RangeStats { .. } => {
+                replica.stats().await.map(|(desc, bytes)| KvResponse::RangeStats { desc, bytes, qps: replica.qps() })
+            }
             KvRequest::Fence { .. } => replica.fence().await.map(|desc| KvResponse::Fenced { desc }),
-            KvRequest::Split { split_key, new_range_id, replica_ids, .. } => {
-                replica.split(split_key, new_range_id, &replica_ids).await.map(|(left, right)| KvResponse::Split { left, right })
+            KvRequest::Split { split_key, new_range_id, replica_ids, sticky, .. } => {
+                replica.split(split_key, new_range_id, &replica_ids, sticky).await.map(|(left, right)| KvResponse::Split { left, right })
+            }
+            KvRequest::Subsume { lhs_range_id, lhs_start, lhs_generation, .. } => {
+                let frozen = crate::merge::Frozen { lhs: lhs_range_id, lhs_start, lhs_generation };
+                replica.subsume(frozen).await.map(|s| KvResponse::Subsumed(Box::new(s)))
+            }
+            KvRequest::WaitApplied { index, .. } => {
+                replica.wait_applied(index, std::time::Duration::from_secs(5)).await.map(|()| KvResponse::Ok)
+            }
+            KvRequest::Merge { lhs_generation, rhs, .. } => {
+                replica.merge(lhs_generation, *rhs).await.map(|desc| KvResponse::Merged { desc })
+            }
+            KvRequest::ResolveMerge { lhs_range_id, lhs_generation, rhs_start, .. } => {
+                replica.resolve_merge(lhs_range_id, lhs_generation, rhs_start).await.map(|merged| KvResponse::MergeOutcome { merged })
+            }
+            KvRequest::Unsplit { start_key, .. } => replica.unsplit(start_key).await.map(|desc| KvResponse::Unsplit { desc }),
+            KvRequest::Unfreeze { lhs_range_id, lhs_generation, .. } => {
+                replica.unfreeze(lhs_range_id, lhs_generation).await.map(|()| KvResponse::Ok)
             }
         };
         res.unwrap_or_else(KvResponse::Error)

@@ -81,6 +81,7 @@ impl Cluster {
             replicas: vec![],
             generation: 1,
             table_id: None,
+            sticky: false,
         };
         self.store(founder).create_range(desc, range_id * 100 + founder, &members).await.unwrap();
     }
@@ -350,7 +351,7 @@ async fn a_split_starts_the_new_range_everywhere_even_on_a_node_cut_off_during_i
     let l = c.leader(10).unwrap();
     let cut = (1..=3).find(|n| *n != l).unwrap();
     c.net.partition(&[cut], &[1, 2, 3]);
-    let (left, right) = c.store(l).replica(10).unwrap().split(vec![10, 10], 20, &[201, 202, 203, 204]).await.unwrap();
+    let (left, right) = c.store(l).replica(10).unwrap().split(vec![10, 10], 20, &[201, 202, 203, 204], false).await.unwrap();
     assert_eq!((left.end_key.clone(), right.start_key.clone(), right.end_key.clone()), (vec![10, 10], vec![10, 10], vec![11]));
     // The new range elects a leader on the connected side, serves the keys it inherited and
     // takes writes; the old range refuses them.
@@ -402,7 +403,7 @@ async fn a_node_that_missed_a_range_and_its_split_gets_both_whole_in_any_order()
     let rows: Vec<Write> = (0..20u8).map(|i| Write { absent: true, ..Write::put(vec![10, i], b"v1".to_vec()) }).collect();
     let req = KvRequest::Write(WriteRequest { range_id: 10, read_ts: None, read_spans: vec![], writes: rows });
     assert!(matches!(c.store(l10).handle_kv(req).await, KvResponse::Write(_)));
-    c.store(l10).replica(10).unwrap().split(vec![10, 10], 20, &[201, 202, 203, 204]).await.unwrap();
+    c.store(l10).replica(10).unwrap().split(vec![10, 10], 20, &[201, 202, 203, 204], false).await.unwrap();
     // The new range leads from the other connected node, and only that node reaches node 3 at
     // first: node 3 hears of the new range before the old one.
     let other = if l10 == 1 { 2 } else { 1 };
@@ -481,4 +482,73 @@ async fn an_idle_range_quiesces_wakes_for_a_write_and_elects_once_liveness_wakes
     let took = woken.elapsed();
     assert!(alive.contains(&c.leader(10).unwrap()));
     assert!(took < Duration::from_secs(10), "took {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_reaches_a_node_cut_off_during_it_by_snapshot_over_its_frozen_replica() {
+    // A merge's steps driven by hand (the node layer's merge queue does the same): range 20 is
+    // split from 10, frozen, applied everywhere, then one node is cut off before range 10
+    // absorbs it. Range 10 moves on past its log; healed, the cut-off node gets a snapshot of
+    // the merged range 10, which overlaps its frozen replica of 20: that replica is replaced,
+    // and the node serves the whole merged span with every write of both ranges.
+    use meridian_range::merge::Frozen;
+    let c = Cluster::new(3, 20).await;
+    c.create_range(10, 1, &[1, 2, 3]).await;
+    for i in 0..20u8 {
+        c.write(10, &[10, i], b"v1", Duration::from_secs(10)).await.unwrap();
+    }
+    let l = c.leader(10).unwrap();
+    c.store(l).replica(10).unwrap().split(vec![10, 10], 20, &[201, 202, 203, 204], false).await.unwrap();
+    c.write(20, &[10, 15], b"v2", Duration::from_secs(15)).await.unwrap();
+    // Freeze 20 for a merge into 10, and wait until every replica applied the freeze.
+    let l10 = c.leader(10).unwrap();
+    let left = c.store(l10).replica(10).unwrap().fsm().descriptor().unwrap();
+    let l20 = c.leader(20).unwrap();
+    let frozen = Frozen { lhs: 10, lhs_start: left.start_key.clone(), lhs_generation: left.generation };
+    let rhs = c.store(l20).replica(20).unwrap().subsume(frozen).await.unwrap();
+    let write = |k: u8| {
+        KvRequest::Write(WriteRequest {
+            range_id: 20,
+            read_ts: None,
+            read_spans: vec![],
+            writes: vec![Write::put(vec![10, k], b"x".to_vec())],
+        })
+    };
+    assert!(matches!(c.store(l20).handle_kv(write(16)).await, KvResponse::Error(KvError::Unavailable(_))), "frozen");
+    for n in 1..=3 {
+        c.store(n).replica(20).unwrap().wait_applied(rhs.frozen_index, Duration::from_secs(10)).await.unwrap();
+    }
+    let cut = (1..=3).find(|n| *n != l10).unwrap();
+    c.net.partition(&[cut], &[1, 2, 3]);
+    let merged = c.store(l10).replica(10).unwrap().merge(left.generation, rhs).await.unwrap();
+    assert_eq!((merged.start_key.clone(), merged.end_key.clone()), (left.start_key.clone(), vec![11]));
+    // The merged range serves the right range's keys; the right range is gone where it applied.
+    c.write(10, &[10, 17], b"merged", Duration::from_secs(10)).await.unwrap();
+    assert_eq!(c.read_at(c.leader(10).unwrap(), 10, &[10, 15]).await.unwrap(), Some(b"v2".to_vec()));
+    // Past the log the cut-off node would need: it can only catch up by snapshot.
+    let merge_index = c.store(l10).replica(10).unwrap().group().status().last_applied.unwrap();
+    for i in 0..60u8 {
+        c.write(10, &[10, 100 + i % 50], &[i], Duration::from_secs(10)).await.unwrap();
+    }
+    let l10 = c.leader(10).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !c.store(l10).engine().scan(Cf::RaftLog, &raft_log_key(10, 0), &raft_log_key(10, merge_index + 1), 0).unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the leader never purged the merge from its log");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(c.store(cut).replica(20).unwrap().fsm().frozen().is_some(), "n{cut} still has the frozen replica");
+    assert_eq!(c.store(cut).replica(10).unwrap().fsm().descriptor().unwrap().end_key, vec![10, 10], "n{cut} missed the merge");
+    c.net.heal();
+    assert!(c.wait_applied(cut, &[10, 17], b"merged", Duration::from_secs(20)).await, "n{cut} caught up by snapshot");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.store(cut).replica(20).is_some() || c.store(cut).replica(10).unwrap().fsm().descriptor().map(|d| d.end_key) != Some(vec![11]) {
+        assert!(Instant::now() < deadline, "n{cut} never replaced its frozen replica of range 20");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for (k, v) in [(3u8, &b"v1"[..]), (15, b"v2"), (17, b"merged")] {
+        assert_eq!(mvcc::get(c.store(cut).engine(), &[10, k], Timestamp::MAX, None).unwrap().as_deref(), Some(v), "key {k} on n{cut}");
+    }
+    // A request for the merged-away range is sent back to look the key up again.
+    let n = (1..=3).find(|n| *n != cut).unwrap();
+    assert!(matches!(c.store(n).handle_kv(write(16)).await, KvResponse::Error(KvError::KeyOutOfRange { .. })));
 }

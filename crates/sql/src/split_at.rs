@@ -11,7 +11,13 @@
 //! falls inside a row or an entry. Splitting at an existing boundary does nothing. The result has
 //! one row per split point: the key (as EXPLAIN prints keys) and the pretty form of the values.
 //!
-//! Not handled: `WITH EXPIRATION`; `ALTER INDEX i SPLIT AT` without its table (`t@i` is needed).
+//! `ALTER TABLE t UNSPLIT AT <query>` (and `ALTER INDEX t@i UNSPLIT AT`) takes the same points
+//! and makes each range boundary there an ordinary one again: a `SPLIT AT` boundary is sticky
+//! (never merged away), an unsplit one merges once its ranges are small and cold (the merge
+//! queue). A point that is not a range boundary is an error (22023).
+//!
+//! Not handled: `WITH EXPIRATION`; `UNSPLIT ALL`; `ALTER INDEX i SPLIT AT` without its table
+//! (`t@i` is needed).
 
 use crate::datum::Datum;
 use crate::encoding::{encode_key_datum, rows_prefix};
@@ -34,6 +40,8 @@ pub const MAX_SPLIT_POINTS: usize = 10_000;
 pub(crate) struct SplitTarget {
     pub table: ObjectName,
     pub index: Option<String>,
+    /// `UNSPLIT AT`.
+    pub unsplit: bool,
 }
 
 /// For `ALTER TABLE <name> SPLIT AT <rest>` or `ALTER INDEX <table>@<index> SPLIT AT <rest>`: the
@@ -54,7 +62,8 @@ pub(crate) fn split_syntax(text: &str) -> Option<(SplitTarget, String)> {
     if !on_index && !word(significant[1].1, "table") {
         return None;
     }
-    let at = significant.windows(2).position(|w| word(w[0].1, "split") && word(w[1].1, "at"))?;
+    let at = significant.windows(2).position(|w| (word(w[0].1, "split") || word(w[0].1, "unsplit")) && word(w[1].1, "at"))?;
+    let unsplit = word(significant[at].1, "unsplit");
     let name_tokens = &significant[2..at];
     let (table_tokens, index) = if on_index {
         let sign = name_tokens.iter().position(|(_, t)| matches!(t, Token::AtSign))?;
@@ -69,7 +78,7 @@ pub(crate) fn split_syntax(text: &str) -> Option<(SplitTarget, String)> {
     let name_text: String = tokens[first..=last].iter().map(|t| t.to_string()).collect();
     let rest_text: String = tokens[significant[at + 1].0 + 1..].iter().map(|t| t.to_string()).collect();
     let table = Parser::new(&PostgreSqlDialect {}).try_with_sql(&name_text).ok()?.parse_object_name(false).ok()?;
-    Some((SplitTarget { table, index }, rest_text))
+    Some((SplitTarget { table, index, unsplit }, rest_text))
 }
 
 pub(crate) async fn split_at<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, target: &SplitTarget, q: &Query) -> Result<QueryResult, SqlError> {
@@ -118,13 +127,17 @@ pub(crate) async fn split_at<T: TxnClient>(txn: &mut T, ctx: &Ctx<'_>, target: &
             }
             shown.push(v.to_text());
         }
-        txn.split_at(&key).await?;
+        if target.unsplit {
+            txn.unsplit_at(&key).await?;
+        } else {
+            txn.split_at(&key).await?;
+        }
         rows.push(vec![json!(crate::explain::pretty_key(&t, &key)), json!(format!("[{}]", shown.join(", ")))]);
     }
     Ok(QueryResult {
         columns: vec![Column { name: "key".into(), ty: "STRING".into() }, Column { name: "pretty".into(), ty: "STRING".into() }],
         rows,
         rows_affected: 0,
-        tag: "SPLIT".into(),
+        tag: if target.unsplit { "UNSPLIT" } else { "SPLIT" }.into(),
     })
 }

@@ -35,6 +35,8 @@ pub struct MemTxn {
     pub schema_history: Vec<TableDesc>,
     /// Range boundaries made by `split_at` (sorted): `ranges` reports the span cut at them.
     pub splits: std::collections::BTreeSet<Vec<u8>>,
+    /// Split points made ordinary again by `unsplit_at`.
+    pub unsplit: std::collections::BTreeSet<Vec<u8>>,
     /// Zone configurations by (table id, "") or (0, database).
     pub zones: BTreeMap<(u64, String), meridian_types::ZoneConfig>,
 }
@@ -203,6 +205,14 @@ impl TxnClient for MemTxn {
 
     async fn split_at(&mut self, key: &[u8]) -> Result<(), SqlError> {
         self.splits.insert(key.to_vec());
+        Ok(())
+    }
+
+    async fn unsplit_at(&mut self, key: &[u8]) -> Result<(), SqlError> {
+        if !self.splits.contains(key) {
+            return Err(SqlError::user("22023", "not a range boundary"));
+        }
+        self.unsplit.insert(key.to_vec());
         Ok(())
     }
 

@@ -103,6 +103,12 @@ pub trait TxnClient: Send {
         let _ = key;
         async { Err(SqlError::user(crate::error::codes::UNSUPPORTED, "this store has no ranges to split")) }
     }
+    /// Makes the range boundary at `key` an ordinary one, which the merge queue may merge away
+    /// (`UNSPLIT AT`); an error if no range starts at `key`.
+    fn unsplit_at(&mut self, key: &[u8]) -> impl Future<Output = Result<(), SqlError>> + Send {
+        let _ = key;
+        async { Err(SqlError::user(crate::error::codes::UNSUPPORTED, "this store has no ranges to unsplit")) }
+    }
     /// Applies `change` (its set fields) to the zone configuration of `table`, or of database
     /// `db` and every table in it when `table` is None; returns the table's (or database's)
     /// configuration. Validate with [`crate::zone::merge_zone`]. Takes effect at once.

@@ -27,6 +27,9 @@ pub struct RangeDescriptor {
     pub generation: u64,
     /// The table whose rows this range holds, if it is a table range.
     pub table_id: Option<u64>,
+    /// The range starts where a `SPLIT AT` asked: the merge queue never merges it into the range
+    /// on its left (automatic splits leave this false).
+    pub sticky: bool,
 }
 
 impl RangeDescriptor {
@@ -72,7 +75,15 @@ mod tests {
 
     #[test]
     fn span_containment_is_half_open() {
-        let d = RangeDescriptor { range_id: 2, start_key: vec![5], end_key: vec![9], replicas: vec![], generation: 0, table_id: None };
+        let d = RangeDescriptor {
+            range_id: 2,
+            start_key: vec![5],
+            end_key: vec![9],
+            replicas: vec![],
+            generation: 0,
+            table_id: None,
+            sticky: false,
+        };
         assert!(d.contains_key(&[5]) && d.contains_key(&[8, 255]) && !d.contains_key(&[9]));
         assert!(d.contains_span(&[5], &[9]) && !d.contains_span(&[4], &[6]) && !d.contains_span(&[6], &[10]));
     }
@@ -84,7 +95,7 @@ mod tests {
 pub struct ZoneConfig {
     /// A range larger than this splits (CockroachDB's default: 512 MiB).
     pub range_max_bytes: Option<u64>,
-    /// Ranges smaller than this may merge (merges are not built yet; stored and validated).
+    /// A cold range smaller than this merges with the range on its right (merge queue).
     pub range_min_bytes: Option<u64>,
 }
 

@@ -217,7 +217,65 @@ pub enum KvRequest {
         split_key: Vec<u8>,
         new_range_id: RangeId,
         replica_ids: Vec<crate::ReplicaId>,
+        /// Asked for by `SPLIT AT`: never merged back automatically.
+        sticky: bool,
     },
+    /// Freeze the range for a merge into `lhs_range_id` (which ends where it starts, at
+    /// generation `lhs_generation`, and starts at `lhs_start`): from then on it serves nothing
+    /// until the merge completes or is abandoned. Answered with [`Subsumed`].
+    Subsume {
+        range_id: RangeId,
+        lhs_range_id: RangeId,
+        lhs_start: Vec<u8>,
+        lhs_generation: u64,
+    },
+    /// Answers once this node's replica of the range has applied `index`, durably. Sent to each
+    /// replica's node, not to the leaseholder.
+    WaitApplied {
+        range_id: RangeId,
+        index: u64,
+    },
+    /// Absorb the frozen range on the right into this one (at generation `lhs_generation`).
+    Merge {
+        range_id: RangeId,
+        lhs_generation: u64,
+        rhs: Box<Subsumed>,
+    },
+    /// Settle a merge of `lhs_range_id` (at `lhs_generation`) with the range starting at
+    /// `rhs_start`, sent to the range now holding `lhs_start`: it either happened (this range
+    /// covers `rhs_start`) or never will (the left range's generation is raised past it).
+    ResolveMerge {
+        range_id: RangeId,
+        lhs_range_id: RangeId,
+        lhs_generation: u64,
+        rhs_start: Vec<u8>,
+    },
+    /// Make the range's start, which must be `start_key`, an ordinary boundary (`UNSPLIT AT`);
+    /// answered with the new descriptor.
+    Unsplit {
+        range_id: RangeId,
+        start_key: Vec<u8>,
+    },
+    /// Thaw a range frozen for a merge that was abandoned.
+    Unfreeze {
+        range_id: RangeId,
+        lhs_range_id: RangeId,
+        lhs_generation: u64,
+    },
+}
+
+/// What a range frozen for a merge hands to the range on its left.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subsumed {
+    /// Its descriptor, with its Raft members as replicas.
+    pub desc: crate::RangeDescriptor,
+    /// The log index of the freeze: every replica must have applied it before the merge.
+    pub frozen_index: u64,
+    /// At or above every timestamp the range served a read at or committed a write at.
+    pub freeze_ts: Timestamp,
+    pub fence_ts: Timestamp,
+    /// Records of transactions anchored there.
+    pub txn_records: std::collections::BTreeMap<u128, TxnRecord>,
 }
 
 impl KvRequest {
@@ -233,13 +291,19 @@ impl KvRequest {
             | KvRequest::Heartbeat { range_id, .. }
             | KvRequest::RangeStats { range_id }
             | KvRequest::Split { range_id, .. }
+            | KvRequest::Subsume { range_id, .. }
+            | KvRequest::WaitApplied { range_id, .. }
+            | KvRequest::Merge { range_id, .. }
+            | KvRequest::ResolveMerge { range_id, .. }
+            | KvRequest::Unfreeze { range_id, .. }
+            | KvRequest::Unsplit { range_id, .. }
             | KvRequest::Fence { range_id } => *range_id,
         }
     }
 
     /// Whether the request changes nothing, so it may be re-sent after a lost answer.
     pub fn is_read_only(&self) -> bool {
-        matches!(self, KvRequest::Read(_) | KvRequest::QueryTxn { .. } | KvRequest::RangeStats { .. })
+        matches!(self, KvRequest::Read(_) | KvRequest::QueryTxn { .. } | KvRequest::RangeStats { .. } | KvRequest::WaitApplied { .. })
     }
 }
 
@@ -256,6 +320,8 @@ pub enum KvResponse {
     RangeStats {
         desc: crate::RangeDescriptor,
         bytes: u64,
+        /// Requests a second it served lately as leaseholder.
+        qps: u64,
     },
     /// The range split: its new descriptor and the new range's.
     Split {
@@ -265,5 +331,18 @@ pub enum KvResponse {
     /// The range's fence is raised; its descriptor.
     Fenced {
         desc: crate::RangeDescriptor,
+    },
+    Subsumed(Box<Subsumed>),
+    /// The merge happened: the merged range's descriptor.
+    Merged {
+        desc: crate::RangeDescriptor,
+    },
+    /// The range's descriptor after `Unsplit`.
+    Unsplit {
+        desc: crate::RangeDescriptor,
+    },
+    /// How a merge was settled (`ResolveMerge`).
+    MergeOutcome {
+        merged: bool,
     },
 }

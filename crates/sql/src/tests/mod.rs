@@ -422,6 +422,20 @@ fn split_at_cuts_the_table_span_at_primary_keys() {
 }
 
 #[test]
+fn unsplit_at_names_the_same_boundaries_as_split_at() {
+    let mut t = MemTxn::new();
+    run(&mut t, "CREATE TABLE kv (k INT8 PRIMARY KEY, v STRING)");
+    run(&mut t, "ALTER TABLE kv SPLIT AT VALUES (3), (6)");
+    let r = run(&mut t, "alter table kv unsplit at values (6)");
+    assert_eq!((r.tag.as_str(), r.rows.len()), ("UNSPLIT", 1));
+    assert_eq!(t.unsplit.len(), 1);
+    assert!(t.splits.contains(t.unsplit.first().unwrap()), "the key of the boundary SPLIT AT made");
+    assert_eq!(err(&mut t, "ALTER TABLE kv UNSPLIT AT VALUES (4)"), "22023", "not a boundary");
+    assert_eq!(err(&mut t, "ALTER TABLE kv UNSPLIT AT VALUES (1, 2)"), "42601");
+    assert_eq!(rows(&mut t, "SHOW RANGES FROM TABLE kv").len(), 3, "an unsplit boundary stays until a merge");
+}
+
+#[test]
 fn alter_index_split_at_cuts_the_table_span_at_index_entries() {
     let mut t = setup();
     run(&mut t, "CREATE TABLE people (id INT8 PRIMARY KEY, name STRING, age INT8)");
