@@ -31,7 +31,7 @@ pub async fn drain(node: &Arc<Node>, timeout: Duration) -> usize {
     let deadline = began + timeout;
     let mut transfers = 0usize;
     loop {
-        let led: Vec<_> = node.store.replicas().into_iter().filter(|r| r.group().is_leader()).collect();
+        let led = node.store.replicas_of(&node.store.host().leaders());
         if led.is_empty() {
             tracing::info!(node = node.node_id(), transfers, took_ms = began.elapsed().as_millis() as u64, "drained: no leases left");
             return 0;

@@ -338,15 +338,15 @@ async fn status(State(node): State<Arc<Node>>, axum::extract::Query(q): axum::ex
 }
 
 async fn metrics(State(node): State<Arc<Node>>) -> Response {
-    let replicas = node.store.replicas();
-    let leaders = replicas.iter().filter(|r| r.group().is_leader()).count();
+    let replicas = node.store.host().groups().len();
+    let leaders = node.store.host().leaders().len();
     let m = &node.metrics;
     let text = format!(
         "# TYPE meridian_ranges gauge\nmeridian_ranges {}\n# TYPE meridian_leaseholders gauge\nmeridian_leaseholders {}\n# TYPE meridian_wal_fsyncs_total counter\nmeridian_wal_fsyncs_total {}\n\
          # TYPE meridian_sql_requests_total counter\nmeridian_sql_requests_total {}\n\
          # TYPE meridian_txn_restarts_total counter\nmeridian_txn_restarts_total {}\n\
          # TYPE meridian_txn_conflicts_total counter\nmeridian_txn_conflicts_total {}\n",
-        replicas.len(),
+        replicas,
         leaders,
         node.engine.syncer().fsync_count(),
         m.requests.load(Ordering::Relaxed),

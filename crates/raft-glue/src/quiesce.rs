@@ -151,12 +151,13 @@ impl Group {
 }
 
 impl RaftHost {
-    /// Quiesces the idle groups this node leads (module docs). Returns how many it quiesced.
-    pub async fn quiesce_idle(&self) -> usize {
-        let candidates: Vec<_> = self
-            .groups()
-            .into_iter()
+    /// Quiesces the idle groups among `leaders` (groups this node leads: [`RaftHost::leaders`];
+    /// module docs). Returns how many it quiesced.
+    pub async fn quiesce_idle(&self, leaders: &[std::sync::Arc<Group>]) -> usize {
+        let candidates: Vec<_> = leaders
+            .iter()
             .filter(|g| !g.is_quiesced() && g.is_leader())
+            .cloned()
             .filter_map(|g| g.ready_to_quiesce().map(|r| (g, r)))
             .collect();
         let asks = candidates.into_iter().map(|(g, QuiesceAsk { followers, term, last })| async move {

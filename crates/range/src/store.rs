@@ -107,7 +107,11 @@ impl Store {
 
     /// The leaseholder-side handle of a hosted range.
     pub fn replica(&self, range: RangeId) -> Option<Arc<Replica>> {
-        let group = self.host.group(range)?;
+        self.replica_of(self.host.group(range)?)
+    }
+
+    fn replica_of(&self, group: Arc<meridian_raft_glue::Group>) -> Option<Arc<Replica>> {
+        let range = group.range_id();
         if let Some(r) = self.replicas.read().unwrap_or_else(|e| e.into_inner()).get(&range)
             && Arc::ptr_eq(r.group(), &group)
         {
@@ -124,6 +128,23 @@ impl Store {
         self.replicas.write().unwrap_or_else(|e| e.into_inner()).remove(&range);
         self.fsms.write().unwrap_or_else(|e| e.into_inner()).remove(&range);
         self.host.destroy(range).await
+    }
+
+    /// The leaseholder-side handles of `groups` (hosted here).
+    pub fn replicas_of(&self, groups: &[Arc<meridian_raft_glue::Group>]) -> Vec<Arc<Replica>> {
+        let mut out = Vec::with_capacity(groups.len());
+        let mut missing = Vec::new();
+        {
+            let known = self.replicas.read().unwrap_or_else(|e| e.into_inner());
+            for g in groups {
+                match known.get(&g.range_id()) {
+                    Some(r) if Arc::ptr_eq(r.group(), g) => out.push(r.clone()),
+                    _ => missing.push(g.clone()),
+                }
+            }
+        }
+        out.extend(missing.into_iter().filter_map(|g| self.replica_of(g)));
+        out
     }
 
     pub fn replicas(&self) -> Vec<Arc<Replica>> {

@@ -435,7 +435,8 @@ async fn quiesce_all(c: &Cluster, range: u64, nodes: &[u64]) {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         for n in nodes {
-            c.store(*n).host().quiesce_idle().await;
+            let leaders = c.store(*n).host().leaders();
+            c.store(*n).host().quiesce_idle(&leaders).await;
         }
         if nodes.iter().all(|n| c.store(*n).replica(range).is_some_and(|r| r.group().is_quiesced())) {
             return;
