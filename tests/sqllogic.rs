@@ -237,7 +237,10 @@ async fn sqllogictest_files() {
     let files = slt_files();
     assert!(!files.is_empty(), "no .slt files");
     let started = Instant::now();
-    let c = Cluster::start(3, &[]).await;
+    // A CREATE INDEX waits out three schema-propagation steps of 2.5 s each: with the default
+    // 10 s request timeout that leaves 1.5 s for its real work, which a loaded 2-core CI
+    // machine (three nodes and PostgreSQL) does not always have. Timeouts are tested elsewhere.
+    let c = Cluster::start(3, &["--request-timeout", "30s"]).await;
     eprintln!("cluster up in {:?}", started.elapsed());
     let mut failures: Vec<String> = Vec::new();
     let mut total = 0;

@@ -26,6 +26,7 @@ mod merge;
 mod node;
 mod range_ops;
 mod records;
+mod replicate;
 mod router;
 mod scan;
 mod split;
