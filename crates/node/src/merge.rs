@@ -21,7 +21,9 @@
 //!
 //! Cost when idle: a structural refusal (sticky neighbour, other table, replicas elsewhere) is
 //! remembered until either range changes, and a size is measured (a scan) only when the range
-//! took writes since, so ten thousand cold ranges cost map look-ups, not scans or RPCs.
+//! took writes since and was under the minimum when last measured (MVCC bytes only grow while
+//! there is no MVCC garbage collection), so ten thousand cold ranges cost map look-ups, not scans
+//! or RPCs.
 //!
 //! Not handled: relocating R's replicas to L's nodes (such pairs are skipped).
 
@@ -136,7 +138,9 @@ impl MergeQueue {
         let zone = zones.zone(node, table).await;
         let written = l.written_bytes();
         let lsize = match s.measured {
-            Some((w, size)) if w == written => size,
+            // Without MVCC garbage collection a range's bytes never shrink (until it splits,
+            // which starts its record afresh): once over the minimum, it stays over.
+            Some((w, size)) if w == written || size >= zone.range_min_bytes() => size,
             _ => match l.stats().await {
                 Ok((_, size)) => {
                     s.measured = Some((written, size));
@@ -155,10 +159,7 @@ impl MergeQueue {
         if lsize + rsize >= zone.range_max_bytes() || !cold(rqps) || !cold(l.qps() + rqps) {
             return;
         }
-        let members = |d: &[meridian_types::ReplicaDescriptor]| -> BTreeSet<(NodeId, bool)> {
-            d.iter().map(|r| (r.node_id, r.kind == ReplicaKind::Voter)).collect()
-        };
-        if members(&l.members()) != members(&rdesc.replicas) {
+        if same_nodes(&l.members()) != same_nodes(&rdesc.replicas) {
             tracing::debug!(range = ldesc.range_id, right = rdesc.range_id, "not merging: replicas on different nodes");
             s.refused = Some((rdesc.range_id, rdesc.generation, Instant::now()));
             return;
@@ -170,6 +171,11 @@ impl MergeQueue {
             Err(e) => tracing::info!(range = ldesc.range_id, right = rdesc.range_id, error = %e, "merge failed; retrying later"),
         }
     }
+}
+
+/// A replica set as the nodes it is on and whether each replica votes.
+fn same_nodes(replicas: &[meridian_types::ReplicaDescriptor]) -> BTreeSet<(NodeId, bool)> {
+    replicas.iter().map(|r| (r.node_id, r.kind == ReplicaKind::Voter)).collect()
 }
 
 /// How long a refusal based on a cached descriptor stands: ten merge delays, within [5 s, 5 min].
@@ -198,6 +204,10 @@ pub async fn merge(
         other => return Err(KvError::Internal(format!("unexpected subsume answer {other:?}"))),
     };
     let result = async {
+        // The replica sets may have changed since the queue compared them.
+        if same_nodes(&l.members()) != same_nodes(&rhs.desc.replicas) {
+            return Err(KvError::Unavailable("the ranges' replicas are no longer on the same nodes".into()));
+        }
         // Every replica of the right range must hold all its data durably before the merge.
         let waits = rhs.desc.replicas.iter().map(|rep| wait_applied(node, rep.node_id, rhs.desc.range_id, rhs.frozen_index));
         for r in futures::future::join_all(waits).await {

@@ -423,8 +423,7 @@ fn split_at_cuts_the_table_span_at_primary_keys() {
 
 #[test]
 fn unsplit_at_names_the_same_boundaries_as_split_at() {
-    let mut t = MemTxn::new();
-    run(&mut t, "CREATE TABLE kv (k INT8 PRIMARY KEY, v STRING)");
+    let mut t = setup();
     run(&mut t, "ALTER TABLE kv SPLIT AT VALUES (3), (6)");
     let r = run(&mut t, "alter table kv unsplit at values (6)");
     assert_eq!((r.tag.as_str(), r.rows.len()), ("UNSPLIT", 1));
