@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::ranges::{int, must, replica_spans, sql, tiled_ranges};
+use common::ranges::{int, kv_workload, must, replica_spans, sql, tiled_ranges};
 use common::{Cluster, rows, serial};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -116,14 +116,8 @@ async fn ranges_split_by_load_merge_back_once_the_load_is_gone() {
     // every row stays readable from every gateway.
     let _g = serial().await;
     let c = Cluster::start(3, &["--split-qps", "100", "--merge-delay", "2s"]).await;
-    let urls: Vec<String> = (0..3).map(|i| format!("http://{}", c.nodes[i].http)).collect();
-    let out = tokio::process::Command::new(common::bin())
-        .args(["workload", "kv", "--url", &urls.join(","), "--concurrency", "8", "--duration", "10s"])
-        .args(["--read-percent", "80", "--keys", "3000", "--json"])
-        .output()
-        .await
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (summary, errors) = kv_workload(&c, "10s").await;
+    assert_eq!(errors, 0, "the workload saw errors: {summary}");
     let split = range_count(&c.must(0, "bench", "SHOW RANGES FROM TABLE kv").await);
     assert!(split >= 2, "no load split happened: {split} ranges");
     let n = int(&c.must(1, "bench", "SELECT count(*) FROM kv").await);

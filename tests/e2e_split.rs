@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::ranges::{int, must, replicas_agree, sql, tiled_ranges};
+use common::ranges::{int, kv_workload, must, replicas_agree, sql, tiled_ranges};
 use common::{Cluster, rows, serial};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -215,19 +215,7 @@ async fn a_range_under_sustained_load_splits_where_the_load_divides() {
     // error from the splits.
     let _g = serial().await;
     let c = Cluster::start(3, &["--split-qps", "100"]).await;
-    let urls: Vec<String> = (0..3).map(|i| format!("http://{}", c.nodes[i].http)).collect();
-    let out = tokio::process::Command::new(common::bin())
-        .args(["workload", "kv", "--url", &urls.join(","), "--concurrency", "8", "--duration", "12s"])
-        .args(["--read-percent", "80", "--keys", "3000", "--json"])
-        .output()
-        .await
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let summary: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
-    let errors: u64 = ["read", "write"]
-        .iter()
-        .map(|op| summary["ops"][op]["errors"].as_object().map_or(0, |e| e.values().filter_map(Value::as_u64).sum()))
-        .sum();
+    let (summary, errors) = kv_workload(&c, "12s").await;
     assert_eq!(errors, 0, "the workload saw errors: {summary}");
     let ranges = rows(&c.must(0, "bench", "SHOW RANGES FROM TABLE kv").await);
     let holding = ranges.iter().filter(|r| r[3].as_u64().unwrap_or(0) > 0).count();

@@ -84,3 +84,23 @@ pub async fn replica_spans(c: &Cluster, table_id: u64) -> Result<usize, String> 
 pub fn int(body: &Value) -> i64 {
     rows(body)[0][0].as_i64().unwrap_or_else(|| panic!("not an int: {body}"))
 }
+
+/// Runs `meridian workload kv` (8 clients, 80% reads over 3,000 keys of table `bench.kv`)
+/// through every gateway for `duration` (e.g. "10s"); returns its JSON summary and the number
+/// of failed operations.
+pub async fn kv_workload(c: &Cluster, duration: &str) -> (Value, u64) {
+    let urls: Vec<String> = (0..c.nodes.len()).map(|i| format!("http://{}", c.nodes[i].http)).collect();
+    let out = tokio::process::Command::new(super::bin())
+        .args(["workload", "kv", "--url", &urls.join(","), "--concurrency", "8", "--duration", duration])
+        .args(["--read-percent", "80", "--keys", "3000", "--json"])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    let errors: u64 = ["read", "write"]
+        .iter()
+        .map(|op| summary["ops"][op]["errors"].as_object().map_or(0, |e| e.values().filter_map(Value::as_u64).sum()))
+        .sum();
+    (summary, errors)
+}
