@@ -61,8 +61,8 @@ struct Seen {
 #[derive(Default)]
 pub struct MergeQueue {
     seen: Mutex<HashMap<RangeId, Seen>>,
-    /// Frozen ranges led here, and since when.
-    frozen: Mutex<HashMap<RangeId, Instant>>,
+    /// Frozen ranges led here: for which merge (left range, its generation), and since when.
+    frozen: Mutex<HashMap<RangeId, (RangeId, u64, Instant)>>,
 }
 
 impl MergeQueue {
@@ -71,11 +71,25 @@ impl MergeQueue {
         for r in led {
             let range = r.group().range_id();
             if let Some(f) = r.fsm().frozen() {
-                let since = *self.frozen.lock().unwrap_or_else(|e| e.into_inner()).entry(range).or_insert(now);
+                let since = {
+                    let mut frozen = self.frozen.lock().unwrap_or_else(|e| e.into_inner());
+                    let e = frozen.entry(range).or_insert((f.lhs, f.lhs_generation, now));
+                    if (e.0, e.1) != (f.lhs, f.lhs_generation) {
+                        *e = (f.lhs, f.lhs_generation, now); // another merge froze it since
+                    }
+                    e.2
+                };
                 if now.duration_since(since) >= SETTLE_AFTER && settle(node, r, &f).await {
                     self.frozen.lock().unwrap_or_else(|e| e.into_inner()).remove(&range);
                 }
                 continue;
+            }
+            {
+                // Thawed (or never frozen): a later freeze starts its own clock.
+                let mut frozen = self.frozen.lock().unwrap_or_else(|e| e.into_inner());
+                if !frozen.is_empty() {
+                    frozen.remove(&range);
+                }
             }
             if node.cfg.merge_delay.is_zero() {
                 continue;
