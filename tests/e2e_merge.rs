@@ -2,20 +2,12 @@
 
 mod common;
 
-use common::ranges::{int, kv_workload, must, replica_spans, sql, tiled_ranges};
+use common::ranges::{int, kv_workload, must, replica_spans, sql, table, tiled_ranges};
 use common::{Cluster, rows, serial};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-
-async fn table(c: &Cluster, n: i64) -> u64 {
-    c.must(0, "", "CREATE DATABASE d").await;
-    must(c, 0, "CREATE TABLE t (k INT8 PRIMARY KEY, v INT8 NOT NULL)").await;
-    must(c, 0, &format!("INSERT INTO t SELECT g, g * 10 FROM generate_series(1, {n}) AS g")).await;
-    let st = c.status(0).await;
-    st["ranges"].as_array().unwrap().iter().filter_map(|r| r["table_id"].as_u64()).max().expect("the table's range")
-}
 
 fn range_count(body: &Value) -> usize {
     rows(body).len()

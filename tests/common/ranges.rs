@@ -104,3 +104,13 @@ pub async fn kv_workload(c: &Cluster, duration: &str) -> (Value, u64) {
         .sum();
     (summary, errors)
 }
+
+/// Creates database `d` and table `t (k, v)` holding `n` rows (`v = 10 k`) through node 1;
+/// returns the table's id.
+pub async fn table(c: &Cluster, n: i64) -> u64 {
+    c.must(0, "", "CREATE DATABASE d").await;
+    must(c, 0, "CREATE TABLE t (k INT8 PRIMARY KEY, v INT8 NOT NULL)").await;
+    must(c, 0, &format!("INSERT INTO t SELECT g, g * 10 FROM generate_series(1, {n}) AS g")).await;
+    let st = c.status(0).await;
+    st["ranges"].as_array().unwrap().iter().filter_map(|r| r["table_id"].as_u64()).max().expect("the table's range")
+}

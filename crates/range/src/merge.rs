@@ -252,6 +252,19 @@ mod tests {
         })
     }
 
+    /// What the frozen range `r` hands over (as its leaseholder would), frozen at `index`, with
+    /// a freeze timestamp of 50.
+    fn subsumed(r: &RangeFsm, index: u64) -> Subsumed {
+        let st = r.state();
+        Subsumed {
+            desc: st.desc.unwrap(),
+            frozen_index: index,
+            freeze_ts: Timestamp::new(50, 0),
+            fence_ts: st.fence_ts,
+            txn_records: st.txn_records,
+        }
+    }
+
     fn frozen(lhs_generation: u64) -> Frozen {
         Frozen { lhs: 7, lhs_start: b"a".to_vec(), lhs_generation }
     }
@@ -288,14 +301,7 @@ mod tests {
         assert!(matches!(apply(&r, &e, 11, RangeCommand::Subsume(other)), ApplyResult::Busy(_)));
         assert_eq!(apply(&r, &e, 12, RangeCommand::Subsume(frozen(3))), ApplyResult::Frozen(12), "the same merge may freeze again");
         // The merge at a generation the left range no longer has is refused.
-        let st = r.state();
-        let rhs = Subsumed {
-            desc: st.desc.clone().unwrap(),
-            frozen_index: 12,
-            freeze_ts: Timestamp::new(50, 0),
-            fence_ts: st.fence_ts,
-            txn_records: st.txn_records.clone(),
-        };
+        let rhs = subsumed(&r, 12);
         let merge = |g| RangeCommand::Merge { lhs_generation: g, rhs: Box::new(rhs.clone()) };
         assert!(matches!(apply(&l, &e, 2, merge(2)), ApplyResult::Busy(_)));
         let ApplyResult::Merged(d) = apply(&l, &e, 3, merge(3)) else { panic!("not merged") };
@@ -329,14 +335,7 @@ mod tests {
         let resolve = RangeCommand::ResolveMerge { lhs: 7, lhs_generation: 3, rhs_start: b"h".to_vec() };
         assert_eq!(apply(&l, &e, 2, resolve), ApplyResult::MergeOutcome(false));
         assert_eq!(l.descriptor().unwrap().generation, 4, "the merge's generation is gone");
-        let st = r.state();
-        let rhs = Subsumed {
-            desc: st.desc.clone().unwrap(),
-            frozen_index: 2,
-            freeze_ts: Timestamp::new(50, 0),
-            fence_ts: st.fence_ts,
-            txn_records: st.txn_records.clone(),
-        };
+        let rhs = subsumed(&r, 2);
         assert!(matches!(apply(&l, &e, 3, RangeCommand::Merge { lhs_generation: 3, rhs: Box::new(rhs) }), ApplyResult::Busy(_)));
         assert_eq!(l.descriptor().unwrap().end_key, b"h".to_vec());
         // An unfreeze for another attempt changes nothing; the right one thaws the range.
